@@ -1,0 +1,3 @@
+from streampii.cli import app
+
+app(prog_name="streampii")

@@ -1,0 +1,234 @@
+"""The command line: parses options, runs the pipeline per input, reports. Nothing more."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from streampii import __version__
+from streampii.errors import AnalyzerError, InputError
+from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, output_stem, watch
+from streampii.sampler import SamplerOptions
+from streampii.source import expand_inputs, redact_url
+from streampii.windows import WindowOptions
+
+app = typer.Typer(
+    name="streampii",
+    help="Find personal data in video (faces, plates, names, documents...), log it with timestamps, and blur it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+# Exit codes a scheduler can tell apart.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class VLM(StrEnum):
+    auto = "auto"
+    qwen2_vl = "qwen2-vl"
+    off = "off"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"streampii {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """streampii: personal data in video, found, logged and blurred."""
+
+
+@app.command("watch")
+def watch_command(
+    inputs: Annotated[list[str], typer.Argument(help="Video files, folders of videos, or rtsp:// URLs.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for <stem>.events.jsonl, .manifest.json, .redacted.mp4.")
+    ] = Path("streampii-out"),
+    fps: Annotated[float, typer.Option(help="Frames sampled per second of video (by presentation timestamp).")] = 1.0,
+    max_pixels: Annotated[
+        int, typer.Option(help="Pixel budget per sampled frame; frames are resized to multiples of 28 within it.")
+    ] = 360 * 420,
+    window: Annotated[float, typer.Option(help="Seconds of video per VLM window.")] = 8.0,
+    stride: Annotated[
+        float, typer.Option(help="Seconds between window starts (less than --window: windows overlap).")
+    ] = 6.0,
+    vlm: Annotated[
+        VLM,
+        typer.Option(
+            help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local; qwen2-vl: insist; off: no VLM."
+        ),
+    ] = VLM.auto,
+    model: Annotated[
+        str, typer.Option(help="Qwen2-VL hub id or local folder (Qwen/Qwen2-VL-2B-Instruct for small GPUs).")
+    ] = DEFAULT_MODEL,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per VLM generate call.")] = 1,
+    blur: Annotated[
+        bool, typer.Option("--blur/--no-blur", help="Also write <stem>.redacted.mp4 with PII blurred.")
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print each event to stdout as a JSON line as it is found.")
+    ] = False,
+) -> None:
+    """Analyse videos and write a timestamped log of the personal data they show."""
+    try:
+        options = WatchOptions(
+            out=out_dir,
+            sampler=SamplerOptions(fps=fps, max_pixels=max_pixels),
+            windows=WindowOptions(window=window, stride=stride),
+            vlm=vlm.value,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+            blur=blur,
+        )
+    except ValueError as exc:
+        err.print(f"streampii: error: {exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    analyzers, note = _build_analyzers(options)
+    sources = expand_inputs(inputs)
+    stems = _unique_stems([s for s in sources if isinstance(s, str)])
+    results: list[RunResult] = []
+    failures = 0
+    for source in sources:
+        if isinstance(source, InputError):
+            _error(str(source))
+            failures += 1
+            continue
+        try:
+            results.append(_watch_one(source, options, analyzers, note, stems[source], json_out))
+        except InputError as exc:
+            _error(str(exc))
+            failures += 1
+        except KeyboardInterrupt:
+            err.print("streampii: interrupted")
+            raise typer.Exit(130) from None
+    for result in results:
+        if result.state != "complete":
+            _warn(f"{result.source}: {result.error or result.state}")
+    if results:
+        (err if json_out else out).print(_summary(results, options))
+    incomplete = failures + sum(r.state != "complete" for r in results)
+    if incomplete == 0:
+        raise typer.Exit(EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if incomplete == len(sources) and not results else EXIT_PARTIAL)
+
+
+def _watch_one(source: str, options: WatchOptions, analyzers, note, stem: str, json_out: bool) -> RunResult:
+    shown = redact_url(source)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[position]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(Path(shown).name if "://" not in shown else shown, total=None, position="", rate="")
+        started = [None]
+
+        def on_progress(p) -> None:
+            import time
+
+            started[0] = started[0] or time.monotonic()
+            elapsed = max(time.monotonic() - started[0], 1e-6)
+            bar.update(
+                task,
+                completed=p.done,
+                total=p.total,
+                position=f"{p.done:.0f}/{p.total:.0f} s" if p.total else f"{p.done:.0f} s",
+                rate=f"{p.windows / elapsed:.2f} windows/s",
+            )
+
+        def on_event(record: dict) -> None:
+            if json_out:
+                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+
+        return watch(
+            source, options, analyzers, analyzer_note=note, stem=stem, on_progress=on_progress, on_event=on_event
+        )
+
+
+def _build_analyzers(options: WatchOptions) -> tuple[list, str | None]:
+    if options.vlm == "off":
+        return [], "VLM disabled (--vlm off)"
+    try:
+        from streampii.analyzers.qwen import load_qwen2vl, vlm_available
+    except ImportError as exc:  # the VLM extra is not installed
+        if options.vlm == "qwen2-vl":
+            err.print(f"streampii: error: --vlm qwen2-vl: cannot import the Qwen2-VL analyzer ({exc})")
+            raise typer.Exit(EXIT_FAILED) from None
+        return [], f"Qwen2-VL analyzer unavailable ({exc})"
+    if options.vlm == "auto":
+        ok, reason = vlm_available(options.model, options.device)
+        if not ok:
+            _warn(f"running without the VLM: {reason}")
+            return [], reason
+    try:
+        return [load_qwen2vl(options.model, options.device, batch_size=options.batch_size)], None
+    except AnalyzerError as exc:
+        if options.vlm == "auto":
+            _warn(f"running without the VLM: {exc}")
+            return [], str(exc)
+        err.print(f"streampii: error: {redact_url(options.model)}: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+def _unique_stems(sources: list[str]) -> dict[str, str]:
+    stems: dict[str, str] = {}
+    used: set[str] = set()
+    for source in sources:
+        stem = base = output_stem(source)
+        n = 2
+        while stem in used:
+            stem, n = f"{base}-{n}", n + 1
+        used.add(stem)
+        stems[source] = stem
+    return stems
+
+
+def _summary(results: list[RunResult], options: WatchOptions) -> Table:
+    table = Table(title=f"streampii: {len(results)} input(s) -> {options.out}")
+    table.add_column("input", overflow="fold")
+    for column in ("state", "duration", "windows", "failed", "events", "by category"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(
+            Path(r.source).name if "://" not in r.source else r.source,
+            r.state,
+            f"{r.duration:.1f} s" if r.duration else "-",
+            str(r.windows),
+            str(r.windows_failed),
+            str(r.events),
+            ", ".join(f"{k} {v}" for k, v in sorted(r.by_category.items())) or "-",
+        )
+    return table
+
+
+def _error(message: str) -> None:
+    err.print(f"streampii: error: {redact_url(message)}", markup=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    err.print(f"streampii: warning: {redact_url(message)}", markup=False, soft_wrap=True)

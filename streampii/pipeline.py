@@ -1,0 +1,336 @@
+"""One input through every stage: source -> sampler -> windows -> analyzers -> events -> sinks.
+
+``watch`` is the whole job for one input. It streams: frames are decoded as windows need
+them, and each event is written the moment no later window can change it.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from streampii import __version__
+from streampii.analyzers import Analyzer, WindowResult
+from streampii.errors import InputError
+from streampii.events import Event, EventMerger
+from streampii.sampler import SamplerOptions, sample_frames
+from streampii.sinks import EventLog, write_json_atomic
+from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
+from streampii.windows import Window, WindowOptions, sliding_windows
+
+DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
+MANIFEST_EVERY = 5.0  # seconds between manifest rewrites during a run
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    out: Path
+    sampler: SamplerOptions = field(default_factory=SamplerOptions)
+    windows: WindowOptions = field(default_factory=WindowOptions)
+    vlm: str = "auto"
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    batch_size: int = 1
+    blur: bool = False
+
+    def settings(self) -> dict:
+        return {
+            **asdict(self.sampler),
+            **asdict(self.windows),
+            "vlm": self.vlm,
+            "model": redact_url(self.model),
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "blur": self.blur,
+        }
+
+
+@dataclass
+class Progress:
+    source: str
+    done: float  # seconds of video analysed
+    total: float | None
+    windows: int
+    events: int
+
+
+@dataclass
+class RunResult:
+    source: str
+    state: str  # complete | truncated | interrupted | failed
+    events: int = 0
+    windows: int = 0
+    windows_failed: int = 0
+    frames_sampled: int = 0
+    duration: float | None = None
+    error: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    by_category: dict[str, int] = field(default_factory=dict)
+
+
+def output_stem(source: str) -> str:
+    """File stem for an input's outputs: the file's stem, or a readable name for a URL."""
+    if is_url(source):
+        rest = redact_url(source).split("://", 1)[1].replace("***@", "")
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", rest).strip("_.") or "stream"
+    return Path(source).stem or "input"
+
+
+def watch(
+    source: str,
+    options: WatchOptions,
+    analyzers: Sequence[Analyzer] = (),
+    *,
+    analyzer_note: str | None = None,
+    stem: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RunResult:
+    """Analyse one input and write its event log and manifest into ``options.out``.
+
+    Raises ``InputError`` when the input cannot be opened at all (nothing is written then).
+    """
+    started = time.time()
+    container = open_video(source)
+    try:
+        info = describe(container, source)
+        return _run(
+            container,
+            info,
+            source,
+            options,
+            analyzers,
+            analyzer_note,
+            stem or output_stem(source),
+            on_progress,
+            on_event,
+            stop,
+            started,
+        )
+    finally:
+        container.close()
+
+
+def _run(
+    container, info: VideoInfo, source, options, analyzers, analyzer_note, stem, on_progress, on_event, stop, started
+) -> RunResult:
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    events_path = out / f"{stem}.events.jsonl"
+    manifest_path = out / f"{stem}.manifest.json"
+    result = RunResult(
+        source=info.source,
+        state="running",
+        duration=info.duration,
+        outputs={"events": events_path.name, "manifest": manifest_path.name},
+    )
+    report = DecodeReport()
+    timer = _StageTimer()
+    manifest = _Manifest(manifest_path, info, options, analyzers, analyzer_note, started)
+    merger = EventMerger(info.source, gap=options.windows.stride)
+    by_category: Counter[str] = Counter()
+    window_rows: list[dict] = []
+
+    def emit(events: list[Event], log: EventLog) -> None:
+        for event in events:
+            record = log.write(event)
+            by_category[event.category] += 1
+            if on_event is not None:
+                on_event(record)
+
+    fps = options.sampler.fps
+    frames = _counted(
+        sample_frames(timer.wrap("decode", decode_video(container, info, report)), options.sampler), result
+    )
+    windows = sliding_windows(frames, options.windows, fps)
+    with EventLog(events_path) as log:
+        manifest.save(result, report, timer, window_rows, by_category)
+        last_save = time.monotonic()
+        for batch in _batches(windows, options.batch_size, timer):
+            results = _analyze(batch, analyzers, timer)
+            for window in batch:
+                rows = [r for r in results if r.window is window]
+                window_rows.append(_window_row(window, rows))
+                result.windows += 1
+                result.windows_failed += any(r.error for r in rows)
+                findings = [f for r in rows for f in r.findings]
+                emit(merger.add(findings, now=window.start), log)
+                _write_debug(out, stem, rows)
+            if on_progress is not None:
+                on_progress(Progress(info.source, batch[-1].end, info.duration, result.windows, log.count))
+            if time.monotonic() - last_save > MANIFEST_EVERY:
+                manifest.save(result, report, timer, window_rows, by_category)
+                last_save = time.monotonic()
+            if stop is not None and stop.is_set():
+                result.state = "interrupted"
+                break
+        emit(merger.close(), log)
+        result.events = log.count
+    if result.state == "running":
+        result.state = "truncated" if report.truncated(info) else "complete"
+    if result.state == "truncated":
+        where = f"{report.last_time:.2f}s" if report.last_time is not None else "the start"
+        result.error = f"damaged or cut short: read up to {where}" + (f" ({report.error})" if report.error else "")
+    result.by_category = dict(by_category)
+    manifest.save(result, report, timer, window_rows, by_category, finished=True)
+    if on_progress is not None:
+        done = report.last_time or 0.0
+        on_progress(Progress(info.source, done, info.duration or done, result.windows, result.events))
+    return result
+
+
+def _counted(frames, result: RunResult):
+    for frame in frames:
+        result.frames_sampled += 1
+        yield frame
+
+
+def _batches(windows: Iterator[Window], size: int, timer: _StageTimer) -> Iterator[list[Window]]:
+    batch: list[Window] = []
+    for window in timer.wrap("sample", windows):
+        batch.append(window)
+        if len(batch) >= max(1, size):
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _analyze(batch: list[Window], analyzers: Sequence[Analyzer], timer: _StageTimer) -> list[WindowResult]:
+    results: list[WindowResult] = []
+    for analyzer in analyzers:
+        with timer.stage(analyzer.name):
+            results.extend(analyzer.analyze(batch))
+    return results
+
+
+def _window_row(window: Window, rows: list[WindowResult]) -> dict:
+    row: dict = {
+        "index": window.index,
+        "start": round(window.start, 3),
+        "end": round(window.end, 3),
+        "frames": len(window.frames),
+        "status": "failed" if any(r.error for r in rows) else ("analyzed" if rows else "no_analyzer"),
+    }
+    tokens = [r.visual_tokens for r in rows if r.visual_tokens is not None]
+    if tokens:
+        row["visual_tokens"] = sum(tokens)
+    errors = [r.error for r in rows if r.error]
+    if errors:
+        row["error"] = "; ".join(errors)
+    return row
+
+
+def _write_debug(out: Path, stem: str, rows: list[WindowResult]) -> None:
+    for r in rows:
+        raw = getattr(r, "raw", None)
+        if r.error and raw is not None:
+            folder = out / f"{stem}.debug"
+            folder.mkdir(exist_ok=True)
+            (folder / f"window-{r.window.index:05d}.{r.analyzer}.txt").write_text(raw, encoding="utf-8")
+
+
+class _StageTimer:
+    """Seconds spent per stage, including time spent inside generators of earlier stages."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+
+    def wrap(self, name: str, items):
+        iterator = iter(items)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.seconds[name] += time.perf_counter() - t0
+                return
+            self.seconds[name] += time.perf_counter() - t0
+            yield item
+
+    def stage(self, name: str):
+        timer = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[name] += time.perf_counter() - self.t0
+
+        return _Stage()
+
+    def exclusive(self) -> dict[str, float]:
+        # "sample" includes the decode time spent inside it: report each stage on its own
+        seconds = dict(self.seconds)
+        if "sample" in seconds:
+            seconds["sample"] = max(0.0, seconds["sample"] - seconds.get("decode", 0.0))
+        return {k: round(v, 3) for k, v in seconds.items()}
+
+
+class _Manifest:
+    def __init__(self, path: Path, info: VideoInfo, options: WatchOptions, analyzers, note, started: float) -> None:
+        self.path = path
+        self.info = info
+        self.options = options
+        self.started = started
+        self.analyzers = [a.describe() for a in analyzers]
+        self.note = note
+
+    def save(
+        self,
+        result: RunResult,
+        report: DecodeReport,
+        timer: _StageTimer,
+        windows: list[dict],
+        by_category: Counter,
+        finished: bool = False,
+    ) -> None:
+        wall = time.time() - self.started
+        done = report.last_time or 0.0
+        data = {
+            "streampii_version": __version__,
+            "source": self.info.source,
+            "state": result.state,
+            "error": result.error,
+            "started_at": _iso(self.started),
+            "finished_at": _iso(time.time()) if finished else None,
+            "settings": self.options.settings(),
+            "input": self.info.to_dict(),
+            "analyzers": self.analyzers,
+            "analyzers_note": self.note if not self.analyzers else None,
+            "counts": {
+                "frames_decoded": report.frames_decoded,
+                "frames_sampled": result.frames_sampled,
+                "windows_total": result.windows,
+                "windows_analyzed": sum(1 for w in windows if w["status"] == "analyzed"),
+                "windows_skipped": sum(1 for w in windows if w["status"] == "skipped"),
+                "windows_failed": result.windows_failed,
+                "events": sum(by_category.values()),
+                "events_by_category": dict(sorted(by_category.items())),
+                "visual_tokens": sum(w.get("visual_tokens", 0) for w in windows),
+            },
+            "decode": {"last_time": done, "decode_errors": report.decode_errors, "error": report.error},
+            "timings": {
+                "wall_seconds": round(wall, 3),
+                "stages": timer.exclusive(),
+                "realtime_factor": round(done / wall, 3) if wall > 0 else None,
+            },
+            "outputs": result.outputs,
+            "windows": windows,
+        }
+        write_json_atomic(self.path, data)
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+__all__ = ["DEFAULT_MODEL", "InputError", "Progress", "RunResult", "WatchOptions", "output_stem", "watch"]

@@ -1,0 +1,118 @@
+"""Sampler: pick frames at ``fps`` by presentation timestamp and resize them to the Qwen grid.
+
+Only the picked frames are converted: each is scaled and turned into RGB in one swscale
+call (``VideoFrame.reformat``), never converted to full-size RGB first. Memory holds one
+decoded frame and the one before it, whatever the length of the input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from streampii.source import DecodedFrame
+
+GRID = 28  # Qwen2-VL: 14-pixel patches merged 2x2
+MAX_ASPECT_RATIO = 200
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    fps: float = 1.0
+    max_pixels: int = 360 * 420
+    min_pixels: int = 128 * GRID * GRID  # qwen_vl_utils' minimum for video frames
+
+    def __post_init__(self) -> None:
+        if not self.fps > 0:
+            raise ValueError(f"--fps must be above 0, got {self.fps}")
+        if self.max_pixels < GRID * GRID:
+            raise ValueError(f"--max-pixels must be at least {GRID * GRID}, got {self.max_pixels}")
+        if self.min_pixels > self.max_pixels:
+            object.__setattr__(self, "min_pixels", self.max_pixels)
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """A sampled frame: uint8 HxWx3 RGB on the Qwen grid, upright, with its own timestamp."""
+
+    index: int  # position among the sampled frames of this input
+    t: float  # seconds from the start of the input (presentation timestamp)
+    image: np.ndarray
+    source_size: tuple[int, int]  # (width, height) of the upright original frame
+    wall_time: float | None = None  # live sources: UNIX time the frame arrived
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[0]
+
+
+def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, factor: int = GRID) -> tuple[int, int]:
+    """(height, width) as ``qwen_vl_utils.smart_resize`` gives them: multiples of ``factor``
+    within ``[min_pixels, max_pixels]``, aspect ratio kept as closely as possible."""
+    if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
+        raise ValueError(f"aspect ratio above {MAX_ASPECT_RATIO}: {width}x{height}")
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+def sample_frames(decoded: Iterable[DecodedFrame], options: SamplerOptions) -> Iterator[Frame]:
+    """Yield the decoded frame nearest to each tick of ``options.fps``.
+
+    Ticks are at k / fps seconds. Each frame is picked at most once, so a source slower than
+    ``fps`` gives its own frames without duplicates, and variable frame rate is handled
+    because only timestamps are read.
+    """
+    period = 1.0 / options.fps
+    tick = 0
+    index = 0
+    previous: DecodedFrame | None = None
+    previous_taken = False
+    for current in decoded:
+        target = tick * period
+        if current.t < target:
+            previous, previous_taken = current, False
+            continue
+        # current is the first frame at or past the tick: take it or the one before it
+        if previous is not None and not previous_taken and target - previous.t < current.t - target:
+            yield _to_frame(previous, index, options)
+            index += 1
+            tick = max(tick + 1, math.floor(previous.t / period + 1e-9) + 1)
+            if current.t < tick * period:
+                previous, previous_taken = current, False
+                continue
+        yield _to_frame(current, index, options)
+        index += 1
+        tick = max(tick + 1, math.floor(current.t / period + 1e-9) + 1)
+        previous, previous_taken = current, True
+    if previous is not None and not previous_taken and previous.t >= tick * period - period / 2:
+        yield _to_frame(previous, index, options)
+
+
+def _to_frame(decoded: DecodedFrame, index: int, options: SamplerOptions) -> Frame:
+    frame = decoded.frame
+    sideways = decoded.rotation in (90, 270)
+    upright_w, upright_h = (frame.height, frame.width) if sideways else (frame.width, frame.height)
+    height, width = smart_resize(upright_h, upright_w, options.min_pixels, options.max_pixels)
+    coded_w, coded_h = (height, width) if sideways else (width, height)
+    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation="AREA").to_ndarray()
+    if decoded.rotation:
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=decoded.rotation // 90))
+    return Frame(
+        index=index,
+        t=round(decoded.t, 6),
+        image=rgb,
+        source_size=(upright_w, upright_h),
+        wall_time=decoded.extra.get("wall_time"),
+    )

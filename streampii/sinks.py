@@ -1,0 +1,62 @@
+"""Sinks: the event log (one JSON object per line) and the run manifest.
+
+Each event is written and flushed the moment it is final, so a killed run loses at most
+the window in flight. The manifest is rewritten atomically (temp file + rename), so a
+reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+from streampii.events import Event
+
+
+class EventLog:
+    """Appends events to ``<stem>.events.jsonl``, one flushed line each."""
+
+    def __init__(self, path: Path, append: bool = False) -> None:
+        self.path = path
+        self.count = 0
+        self._file: IO[str] = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, event: Event) -> dict:
+        record = event.to_dict()
+        self._file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._file.flush()
+        self.count += 1
+        return record
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def sync(self) -> None:
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            self._file.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def event_schema() -> dict:
+    return json.loads((Path(__file__).parent / "schemas" / "event.schema.json").read_text())

@@ -1,0 +1,219 @@
+"""Inputs: expand folders, open a video with PyAV, describe it, decode its frames.
+
+Everything a user can get wrong about an input is turned into an ``InputError`` here, so
+that later stages only ever see a container with a decodable video stream.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+from streampii.errors import InputError
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".ts", ".mts", ".m2ts", ".webm"})
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """Hide ``user:password@`` in any URL inside ``text`` (logs, manifests, errors)."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Facts about an input, as the container states them (before any decoding)."""
+
+    source: str
+    width: int  # displayed size: rotation metadata already applied
+    height: int
+    codec: str
+    fps: float | None  # average frame rate; time always comes from timestamps, not from this
+    duration: float | None  # seconds, None for live streams
+    frames: int | None
+    rotation: int  # degrees counter-clockwise to display the coded picture upright
+    start_time: float  # seconds of the first presentation timestamp, subtracted from every time
+    has_audio: bool
+    live: bool = False
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class DecodeReport:
+    """What decoding actually found; filled while frames stream, read at the end."""
+
+    frames_decoded: int = 0
+    last_time: float | None = None
+    decode_errors: int = 0
+    error: str | None = None  # the error that ended decoding early, if any
+
+    def truncated(self, info: VideoInfo) -> bool:
+        """True when decoding stopped well before the duration the container announced."""
+        if self.error is not None:
+            return True
+        if info.duration is None or self.last_time is None:
+            return self.frames_decoded == 0
+        frame_time = 1.0 / info.fps if info.fps else 0.1
+        return self.last_time < info.duration - max(1.0, 3 * frame_time)
+
+
+def expand_inputs(items: list[str]) -> list[str | InputError]:
+    """Folders become the videos inside them (sorted); URLs and files pass through."""
+    expanded: list[str | InputError] = []
+    for item in items:
+        path = Path(item)
+        if is_url(item) or not path.is_dir():
+            expanded.append(item)
+            continue
+        videos = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        if not videos:
+            expanded.append(InputError(item, "folder holds no video files (" + ", ".join(sorted(VIDEO_SUFFIXES)) + ")"))
+        expanded.extend(str(v) for v in videos)
+    return expanded
+
+
+def open_video(
+    source: str, options: dict[str, str] | None = None, timeout: float | None = None
+) -> av.container.InputContainer:
+    """Open ``source`` for decoding or raise an ``InputError`` that says why it cannot be read."""
+    shown = redact_url(source)
+    if not is_url(source):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(shown, "no such file")
+        if path.is_dir():
+            raise InputError(shown, "is a folder")
+        if path.stat().st_size == 0:
+            raise InputError(shown, "file is empty (0 bytes)")
+    try:
+        container = av.open(source, options=options or {}, timeout=timeout)
+    except av.error.FileNotFoundError:
+        raise InputError(shown, "no such file") from None
+    except av.error.InvalidDataError:
+        raise InputError(shown, "not a video file, or damaged beyond reading (no container header)") from None
+    except av.error.FFmpegError as exc:
+        raise InputError(shown, _ffmpeg_reason(exc)) from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(shown, "has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or not stream.codec_context.name:
+        container.close()
+        raise InputError(shown, "video stream has an unknown codec")
+    return container
+
+
+def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+    message = getattr(exc, "strerror", None) or str(exc)
+    return redact_url(str(message)).rstrip(".").lower()
+
+
+def describe(container: av.container.InputContainer, source: str, live: bool = False) -> VideoInfo:
+    """Read the container's own facts about its first video stream."""
+    stream = container.streams.video[0]
+    rotation = 0 if live else _first_frame_rotation(source)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if rotation in (90, 270):
+        width, height = height, width
+    rate = stream.average_rate or stream.guessed_rate
+    duration = None
+    if not live:
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+    return VideoInfo(
+        source=redact_url(source),
+        width=width,
+        height=height,
+        codec=stream.codec_context.name,
+        fps=float(rate) if rate else None,
+        duration=duration,
+        frames=stream.frames or None,
+        rotation=rotation,
+        start_time=start,
+        has_audio=bool(container.streams.audio),
+        live=live,
+    )
+
+
+def _first_frame_rotation(source: str) -> int:
+    """Rotation of the first frame, read through a second, short-lived container.
+
+    PyAV exposes the display matrix on frames, not on streams; peeking at one frame of a
+    file is cheap and leaves the main container untouched.
+    """
+    try:
+        with av.open(source) as peek:
+            for frame in peek.decode(video=0):
+                return _rotation_degrees(frame.rotation)
+    except (av.error.FFmpegError, AttributeError):
+        return 0
+    return 0
+
+
+def _rotation_degrees(rotation: float | int | None) -> int:
+    # PyAV reports the counter-clockwise angle that displays the frame upright
+    return int(round((rotation or 0) / 90.0)) % 4 * 90
+
+
+@dataclass
+class DecodedFrame:
+    """A frame straight from the decoder, still in its native pixel format and size."""
+
+    t: float  # seconds from the start of the input, from the presentation timestamp
+    frame: av.VideoFrame
+    rotation: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def decode_video(
+    container: av.container.InputContainer, info: VideoInfo, report: DecodeReport | None = None
+) -> Iterator[DecodedFrame]:
+    """Decode every frame of the first video stream, streaming, with times from PTS.
+
+    A damaged stream ends the iteration instead of raising: ``report.error`` says why, and
+    the frames before the damage have been yielded.
+    """
+    report = report if report is not None else DecodeReport()
+    stream = container.streams.video[0]
+    stream.codec_context.thread_type = "AUTO"
+    time_base = stream.time_base
+    last_pts = None
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                report.decode_errors += 1  # one corrupt packet: skip it, as ffmpeg does
+                continue
+            for frame in frames:
+                pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is None or (last_pts is not None and pts <= last_pts):
+                    continue  # no usable timestamp, or a duplicate: never invent a time
+                last_pts = pts
+                t = float(pts * (frame.time_base or time_base)) - info.start_time
+                report.frames_decoded += 1
+                report.last_time = t
+                rotation = _frame_rotation(frame, info.rotation)
+                yield DecodedFrame(t=max(t, 0.0), frame=frame, rotation=rotation)
+    except av.error.FFmpegError as exc:
+        report.error = _ffmpeg_reason(exc)
+    if report.frames_decoded == 0 and report.error is None:
+        report.error = "no frame could be decoded"
+
+
+def _frame_rotation(frame: av.VideoFrame, default: int) -> int:
+    rotation = getattr(frame, "rotation", None)
+    return default if rotation is None else _rotation_degrees(rotation)

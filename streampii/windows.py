@@ -1,0 +1,78 @@
+"""Windows: group sampled frames into overlapping windows for the VLM.
+
+Qwen2-VL merges two consecutive frames into one temporal patch, so every window holds an
+even number of frames and starts on an even frame index: overlapping windows then share
+identical frame pairs. The tail of the input always ends up in a window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from streampii.sampler import Frame
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    window: float = 8.0  # seconds
+    stride: float = 6.0  # seconds
+
+    def __post_init__(self) -> None:
+        if not self.window > 0 or not self.stride > 0:
+            raise ValueError("--window and --stride must be above 0 seconds")
+        if self.stride > self.window:
+            raise ValueError(f"--stride ({self.stride}s) larger than --window ({self.window}s) would skip frames")
+
+    def frame_counts(self, fps: float) -> tuple[int, int]:
+        """(frames per window, frames per stride), both even and at least 2."""
+        size = max(2, _even(round(self.window * fps)))
+        step = min(size, max(2, _even(round(self.stride * fps))))
+        return size, step
+
+
+def _even(n: int) -> int:
+    return n + (n % 2)
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    index: int
+    frames: tuple[Frame, ...]  # even count; the last frame may repeat to pad the tail
+
+    @property
+    def start(self) -> float:
+        return self.frames[0].t
+
+    @property
+    def end(self) -> float:
+        return self.frames[-1].t
+
+    @property
+    def first_index(self) -> int:
+        return self.frames[0].index
+
+
+def sliding_windows(frames: Iterable[Frame], options: WindowOptions, fps: float) -> Iterator[Window]:
+    """Yield windows of ``size`` frames every ``step`` frames, holding at most one window in memory."""
+    size, step = options.frame_counts(fps)
+    buffer: deque[Frame] = deque(maxlen=size)
+    seen = 0  # frames received
+    next_start = 0  # frame index the next window starts at
+    covered = 0  # frames already inside an emitted window
+    index = 0
+    for frame in frames:
+        buffer.append(frame)
+        seen += 1
+        if seen == next_start + size:
+            yield Window(index, tuple(buffer))
+            index += 1
+            covered = seen
+            next_start += step
+    if seen > covered:
+        # tail: frames from the next start (an even index) to the end, padded to even
+        tail = [f for f in buffer if f.index >= next_start] or list(buffer)[-1:]
+        if len(tail) % 2:
+            tail.append(tail[-1])
+        yield Window(index, tuple(tail))

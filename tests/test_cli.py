@@ -1,0 +1,158 @@
+"""`streampii watch` end to end with --vlm off: outputs, contract, and every kind of bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+from videos import write_video
+
+from streampii.events import Event
+from streampii.sinks import EventLog, event_schema
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streampii", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path]) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bad")
+    (root / "no_videos").mkdir()
+    (root / "no_videos" / "notes.txt").write_text("nothing to see")
+    (root / "zero.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("this is not a video\n" * 50)
+    data = clips["intel_car-detection"].read_bytes()
+    (root / "half.mp4").write_bytes(data[: len(data) // 2])
+    # moov atom at the end, cut before it: the container has no index at all
+    moov_last = write_video(root / "moov_last.mp4", [i / 10 for i in range(30)])
+    (root / "half_moov_last.mp4").write_bytes(moov_last.read_bytes()[: moov_last.stat().st_size // 2])
+    audio_only = root / "audio_only.mp4"
+    import av
+    import numpy as np
+
+    with av.open(str(audio_only), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for start in range(0, 16000, 1024):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 16000, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return {
+        "missing": root / "missing.mp4",
+        "no_videos": root / "no_videos",
+        "zero": root / "zero.mp4",
+        "text": root / "text.mp4",
+        "half_moov_last": root / "half_moov_last.mp4",
+        "audio_only": audio_only,
+        "half": root / "half.mp4",
+    }
+
+
+REASONS = {
+    "missing": "no such file",
+    "no_videos": "folder holds no video files",
+    "zero": "file is empty",
+    "text": "not a video file",
+    "half_moov_last": "not a video file",
+    "audio_only": "has no video stream",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REASONS))
+def test_bad_input_is_one_line_and_nonzero(bad_inputs: dict[str, Path], tmp_path: Path, kind: str) -> None:
+    result = run("watch", str(bad_inputs[kind]), "--vlm", "off", "--out", str(tmp_path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("streampii: error: ") and str(bad_inputs[kind]) in lines[0]
+    assert REASONS[kind] in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not list(tmp_path.glob("*.events.jsonl"))
+
+
+def test_good_inputs_complete_beside_bad_ones(bad_inputs: dict[str, Path], clips: dict[str, Path], tmp_path: Path) -> None:
+    good = clips["intel_face-demographics-walking-and-pause"]
+    args = [str(p) for p in bad_inputs.values()] + [str(good)]
+    result = run("watch", *args, "--vlm", "off", "--out", str(tmp_path))
+    assert result.returncode == 3, result.stderr  # partial failure
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("streampii: error: ") == len(REASONS)
+    manifest = json.loads((tmp_path / f"{good.stem}.manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    truncated = json.loads((tmp_path / "half.manifest.json").read_text())
+    assert truncated["state"] == "truncated"
+    assert 5 < truncated["decode"]["last_time"] < truncated["input"]["duration"] - 5
+    assert "cut short" in truncated["error"]
+    assert truncated["counts"]["windows_total"] >= 2
+
+
+def test_outputs_follow_the_contract(clips: dict[str, Path], tmp_path: Path) -> None:
+    clip = clips["intel_car-detection"]
+    result = run("watch", str(clip), "--vlm", "off", "--out", str(tmp_path), "--fps", "2", "--window", "4", "--stride", "3")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "intel_car-detection.events.jsonl").read_text() == ""
+    manifest = json.loads((tmp_path / "intel_car-detection.manifest.json").read_text())
+    assert manifest["state"] == "complete" and manifest["finished_at"]
+    assert manifest["settings"]["fps"] == 2 and manifest["settings"]["window"] == 4
+    assert manifest["input"]["width"] == 768 and manifest["input"]["codec"] == "h264"
+    assert manifest["input"]["has_audio"] is True and abs(manifest["input"]["duration"] - 30.16) < 0.1
+    assert manifest["analyzers"] == [] and "--vlm off" in manifest["analyzers_note"]
+    counts = manifest["counts"]
+    assert counts["frames_decoded"] == 377 and counts["frames_sampled"] == 61
+    assert counts["windows_total"] == len(manifest["windows"]) == 10  # 8 frames every 6
+    assert manifest["timings"]["wall_seconds"] > 0
+    assert "complete" in result.stdout and "intel_car" in result.stdout  # the summary table
+
+
+def test_event_schema_accepts_events_and_rejects_bad_ones(tmp_path: Path) -> None:
+    from streampii.analyzers import TimedBox
+
+    schema = event_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    event = Event("license_plate", 1.0, 2.5, "cam.mp4", value="AB 123", confidence=0.9,
+                  boxes=[TimedBox(1.0, (1, 2, 30, 40))], wall_start=1.7e9, wall_end=1.7e9 + 1.5)
+    with EventLog(tmp_path / "x.events.jsonl") as log:
+        log.write(event)
+    line = json.loads((tmp_path / "x.events.jsonl").read_text())
+    jsonschema.validate(line, schema)
+    for bad in ({"category": "face", "start": 0}, {**line, "category": "secret"}, {**line, "start": -1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_version_help_and_usage_errors(tmp_path: Path) -> None:
+    assert run("--version").stdout.startswith("streampii ")
+    help_text = run("watch", "--help").stdout
+    for option in ("--fps", "--max-pixels", "--window", "--stride", "--vlm", "--model", "--blur", "--device", "--json"):
+        assert option in help_text
+    bad = run("watch", "x.mp4", "--window", "2", "--stride", "5", "--out", str(tmp_path))
+    assert bad.returncode == 2 and "stride" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_same_stem_in_two_folders_gets_two_outputs(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        write_video(tmp_path / folder / "cam.mp4", [i / 5 for i in range(10)])
+    result = run("watch", str(tmp_path / "a"), str(tmp_path / "b"), "--vlm", "off", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.manifest.json")) == [
+        "cam-2.manifest.json", "cam.manifest.json"
+    ]
+
+
+def test_runs_from_any_folder_with_no_stdin(tmp_path: Path, clips: dict[str, Path]) -> None:
+    clip = tmp_path / "clip.mp4"
+    shutil.copy(clips["intel_face-demographics-walking-and-pause"], clip)
+    result = run("watch", "clip.mp4", "--vlm", "off", "--json", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout == ""  # no events without analyzers; table on stderr
+    assert (tmp_path / "o" / "clip.manifest.json").exists()
