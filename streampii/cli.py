@@ -16,8 +16,10 @@ from rich.table import Table
 from streampii import __version__
 from streampii.errors import AnalyzerError, InputError
 from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, output_stem, watch
+from streampii.rtsp import LiveOptions, StopFlag, stop_on_signals
 from streampii.sampler import SamplerOptions
 from streampii.source import expand_inputs, redact_url
+from streampii.state import RunState
 from streampii.windows import WindowOptions
 
 app = typer.Typer(
@@ -86,6 +88,14 @@ def watch_command(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print each event to stdout as a JSON line as it is found.")
     ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue where a killed run stopped (state in --out).")
+    ] = True,
+    record: Annotated[
+        Path | None, typer.Option(help="rtsp:// inputs: also record the stream into segment files in this folder.")
+    ] = None,
+    segment_seconds: Annotated[float, typer.Option(help="Length of each recorded segment file, seconds.")] = 300.0,
+    timeout: Annotated[float, typer.Option(help="rtsp:// inputs: seconds to wait when connecting or reading.")] = 10.0,
 ) -> None:
     """Analyse videos and write a timestamped log of the personal data they show."""
     try:
@@ -107,19 +117,32 @@ def watch_command(
     stems = _unique_stems([s for s in sources if isinstance(s, str)])
     results: list[RunResult] = []
     failures = 0
-    for source in sources:
-        if isinstance(source, InputError):
-            _error(str(source))
-            failures += 1
-            continue
-        try:
-            results.append(_watch_one(source, options, analyzers, note, stems[source], json_out))
-        except InputError as exc:
-            _error(str(exc))
-            failures += 1
-        except KeyboardInterrupt:
-            err.print("streampii: interrupted")
-            raise typer.Exit(130) from None
+    # Ctrl-C / SIGTERM: finish the current window, write everything final, skip the rest
+    stop = StopFlag()
+    live = LiveOptions(open_timeout=timeout, read_timeout=timeout, record_dir=record, segment_seconds=segment_seconds)
+    state = RunState(out_dir) if resume else None
+    with stop_on_signals(stop):
+        for source in sources:
+            if stop.is_set():
+                break
+            if isinstance(source, InputError):
+                _error(str(source))
+                failures += 1
+                continue
+            try:
+                results.append(
+                    _watch_one(
+                        source, options, analyzers, note, stems[source], json_out, stop=stop, state=state, live=live
+                    )
+                )
+            except InputError as exc:
+                _error(str(exc))
+                failures += 1
+            except KeyboardInterrupt:
+                err.print("streampii: interrupted")
+                raise typer.Exit(130) from None
+    if state is not None:
+        state.close()
     for result in results:
         if result.state != "complete":
             _warn(f"{result.source}: {result.error or result.state}")
@@ -131,7 +154,9 @@ def watch_command(
     raise typer.Exit(EXIT_FAILED if incomplete == len(sources) and not results else EXIT_PARTIAL)
 
 
-def _watch_one(source: str, options: WatchOptions, analyzers, note, stem: str, json_out: bool) -> RunResult:
+def _watch_one(
+    source: str, options: WatchOptions, analyzers, note, stem: str, json_out: bool, **more: object
+) -> RunResult:
     shown = redact_url(source)
     with Progress(
         TextColumn("{task.description}"),
@@ -166,7 +191,14 @@ def _watch_one(source: str, options: WatchOptions, analyzers, note, stem: str, j
                 sys.stdout.flush()
 
         return watch(
-            source, options, analyzers, analyzer_note=note, stem=stem, on_progress=on_progress, on_event=on_event
+            source,
+            options,
+            analyzers,
+            analyzer_note=note,
+            stem=stem,
+            on_progress=on_progress,
+            on_event=on_event,
+            **more,
         )
 
 
@@ -232,3 +264,9 @@ def _error(message: str) -> None:
 
 def _warn(message: str) -> None:
     err.print(f"streampii: warning: {redact_url(message)}", markup=False, soft_wrap=True)
+
+
+# `streampii segments DIR`: lives in segments.py, registered here so that `streampii --help` lists it
+from streampii.segments import segments_command  # noqa: E402
+
+app.command("segments")(segments_command)

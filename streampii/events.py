@@ -105,14 +105,16 @@ class EventMerger:
         return sorted(final, key=lambda e: (e.start, e.category))
 
     def _best_match(self, finding: Finding) -> Event | None:
-        """The open event this finding continues: the surest match, the earliest opened on ties."""
-        best, best_score = None, 0
+        """The open event this finding continues: the surest match, then the nearest in time,
+        then the earliest opened."""
+        best, best_rank = None, (0, 0.0)
         for event in self._open:
             if event.category != finding.category or finding.start - event.end > self.gap:
                 continue
-            score = _match(event, finding)
-            if score > best_score:
-                best, best_score = event, score
+            distance = max(0.0, finding.start - event.end, event.start - finding.end)
+            rank = (_match(event, finding), -distance)
+            if rank[0] and (best is None or rank > best_rank):
+                best, best_rank = event, rank
         return best
 
     def close(self) -> list[Event]:

@@ -19,9 +19,11 @@ from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
 from streampii.errors import InputError
 from streampii.events import Event, EventMerger
-from streampii.sampler import SamplerOptions, sample_frames
+from streampii.rtsp import LiveOptions, LiveSource, is_live
+from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
+from streampii.state import Resume, RunState, fingerprint, input_key
 from streampii.windows import Window, WindowOptions, sliding_windows
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
@@ -92,34 +94,80 @@ def watch(
     on_progress: Callable[[Progress], None] | None = None,
     on_event: Callable[[dict], None] | None = None,
     stop: threading.Event | None = None,
+    state: RunState | None = None,
+    live: LiveOptions | None = None,
+    extra: dict | None = None,
+    wall_start: float | None = None,
 ) -> RunResult:
     """Analyse one input and write its event log and manifest into ``options.out``.
 
     Raises ``InputError`` when the input cannot be opened at all (nothing is written then).
+    ``state``: resume where a killed run stopped. ``live``: options for rtsp:// sources.
+    ``extra``: keys every event carries (segment name). ``wall_start``: UNIX time of t = 0,
+    so events get wall-clock times (live sources always have them).
     """
     started = time.time()
-    container = open_video(source)
-    try:
+    stem = stem or output_stem(source)
+    if is_live(source):
+        camera = LiveSource(source, live, stop, stem=stem)
+        info = camera.open()
+        source_ = _Source(camera.frames, camera.wall_clock, camera, None)
+    else:
+        container = open_video(source)
         info = describe(container, source)
+        clock = (lambda t: wall_start + t) if wall_start is not None else None
+        needed = needed_near_ticks(options.sampler, info.fps)
+        source_ = _Source(lambda report: decode_video(container, info, report, needed), clock, None, container)
+    try:
         return _run(
-            container,
+            source_,
             info,
             source,
             options,
             analyzers,
             analyzer_note,
-            stem or output_stem(source),
+            stem,
             on_progress,
             on_event,
             stop,
             started,
+            state,
+            extra,
         )
     finally:
-        container.close()
+        source_.close()
+
+
+@dataclass
+class _Source:
+    """Where frames come from: a file's container or a live camera."""
+
+    frames: Callable[[DecodeReport], Iterator]
+    wall_clock: Callable[[float], float] | None
+    camera: LiveSource | None
+    container: object | None
+
+    def close(self) -> None:
+        if self.camera is not None:
+            self.camera.close()
+        if self.container is not None:
+            self.container.close()
 
 
 def _run(
-    container, info: VideoInfo, source, options, analyzers, analyzer_note, stem, on_progress, on_event, stop, started
+    src: _Source,
+    info: VideoInfo,
+    source,
+    options,
+    analyzers,
+    analyzer_note,
+    stem,
+    on_progress,
+    on_event,
+    stop,
+    started,
+    state: RunState | None = None,
+    extra: dict | None = None,
 ) -> RunResult:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
@@ -134,7 +182,18 @@ def _run(
     report = DecodeReport()
     timer = _StageTimer()
     manifest = _Manifest(manifest_path, info, options, analyzers, analyzer_note, started)
-    merger = EventMerger(info.source, gap=options.windows.stride)
+    merger = EventMerger(info.source, gap=options.windows.stride, extra=extra)
+    resume = None
+    if state is not None:
+        resume = Resume(state, input_key(source, stem), fingerprint(source, options.settings()), events_path)
+    append = resume.start(merger, live=info.live) if resume is not None else False
+    if resume is not None and resume.data:
+        result.windows_failed = resume.data.get("windows_failed", 0)
+    if src.camera is not None:
+        manifest.extra["live"] = src.camera.summary
+    if extra:
+        start_iso = wall_iso(src.wall_clock(0.0)) if src.wall_clock else None
+        manifest.extra["segment"] = lambda: {**extra, "wall_start": start_iso}
     by_category: Counter[str] = Counter()
     window_rows: list[dict] = []
 
@@ -146,14 +205,24 @@ def _run(
                 on_event(record)
 
     fps = options.sampler.fps
-    frames = _counted(
-        sample_frames(timer.wrap("decode", decode_video(container, info, report)), options.sampler), result
-    )
+    frames = _counted(sample_frames(timer.wrap("decode", src.frames(report)), options.sampler), result)
     windows = sliding_windows(frames, options.windows, fps)
-    with EventLog(events_path) as log:
+    with EventLog(events_path, append=append) as log:
+        if resume is not None:
+            log.count = resume.data.get("events", 0)
+            by_category.update(resume.data.get("by_category", {}))
+            if info.live:  # a restarted camera: events left open by the killed run cannot grow any more
+                emit(merger.close(), log)
         manifest.save(result, report, timer, window_rows, by_category)
         last_save = time.monotonic()
         for batch in _batches(windows, options.batch_size, timer):
+            if resume is not None:  # windows a killed run finished: their events are in the log already
+                for window in (w for w in batch if resume.done(w.index)):
+                    window_rows.append({**_window_row(window, []), "status": "resumed"})
+                    result.windows += 1
+                batch = [w for w in batch if not resume.done(w.index)]
+                if not batch:
+                    continue
             results = _analyze(batch, analyzers, timer)
             for window in batch:
                 rows = [r for r in results if r.window is window]
@@ -161,8 +230,10 @@ def _run(
                 result.windows += 1
                 result.windows_failed += any(r.error for r in rows)
                 findings = [f for r in rows for f in r.findings]
-                emit(merger.add(findings, now=window.start), log)
+                emit(merger.add(findings, now=window.start, wall_clock=src.wall_clock), log)
                 _write_debug(out, stem, rows)
+                if resume is not None:
+                    resume.window_done(window.index, window.end, log, merger, _resume_data(log, by_category, result))
             if on_progress is not None:
                 on_progress(Progress(info.source, batch[-1].end, info.duration, result.windows, log.count))
             if time.monotonic() - last_save > MANIFEST_EVERY:
@@ -173,17 +244,36 @@ def _run(
                 break
         emit(merger.close(), log)
         result.events = log.count
-    if result.state == "running":
-        result.state = "truncated" if report.truncated(info) else "complete"
+        if result.state == "running":
+            result.state = "truncated" if report.truncated(info) and not info.live else "complete"
+            if info.live and report.error:  # the camera went away for good (or refused us)
+                result.state = "truncated"
+        if info.live and result.state == "interrupted":
+            result.state = "complete"  # a camera has no end: a requested stop is its normal, clean end
+        if resume is not None and result.state != "interrupted":
+            # interrupted runs stay resumable: a restart cuts the log back to the last checkpoint
+            resume.finish(result.state, log, _resume_data(log, by_category, result))
     if result.state == "truncated":
         where = f"{report.last_time:.2f}s" if report.last_time is not None else "the start"
         result.error = f"damaged or cut short: read up to {where}" + (f" ({report.error})" if report.error else "")
+        if info.live:
+            result.error = f"stream ended at {where}" + (f": {report.error}" if report.error else "")
     result.by_category = dict(by_category)
     manifest.save(result, report, timer, window_rows, by_category, finished=True)
     if on_progress is not None:
         done = report.last_time or 0.0
         on_progress(Progress(info.source, done, info.duration or done, result.windows, result.events))
     return result
+
+
+def _resume_data(log: EventLog, by_category: Counter, result: RunResult) -> dict:
+    return {"events": log.count, "by_category": dict(by_category), "windows_failed": result.windows_failed}
+
+
+def wall_iso(unix: float | None) -> str | None:
+    if unix is None:
+        return None
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _counted(frames, result: RunResult):
@@ -283,6 +373,7 @@ class _Manifest:
         self.started = started
         self.analyzers = [a.describe() for a in analyzers]
         self.note = note
+        self.extra: dict[str, Callable[[], dict]] = {}  # sections added by live/segment sources
 
     def save(
         self,
@@ -326,6 +417,7 @@ class _Manifest:
             "outputs": result.outputs,
             "windows": windows,
         }
+        data.update({key: section() for key, section in self.extra.items()})
         write_json_atomic(self.path, data)
 
 

@@ -8,7 +8,7 @@ decoded frame and the one before it, whatever the length of the input.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +65,24 @@ def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, fact
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
+
+
+def needed_near_ticks(options: SamplerOptions, source_fps: float | None) -> Callable[[float], bool] | None:
+    """A ``decode_video(needed=...)`` predicate: True within two source frames of a tick.
+
+    The frame nearest each tick is always within half a source frame of it (constant frame
+    rate), so skipping non-reference frames elsewhere never changes which frames are picked.
+    Returns None (decode everything) when the source frame rate is unknown.
+    """
+    if not source_fps or source_fps <= options.fps:
+        return None
+    period, margin = 1.0 / options.fps, 2.0 / source_fps
+
+    def needed(t: float) -> bool:
+        offset = t % period
+        return offset <= margin or period - offset <= margin
+
+    return needed
 
 
 def sample_frames(decoded: Iterable[DecodedFrame], options: SamplerOptions) -> Iterator[Frame]:

@@ -80,7 +80,9 @@ def test_bad_input_is_one_line_and_nonzero(bad_inputs: dict[str, Path], tmp_path
     assert not list(tmp_path.glob("*.events.jsonl"))
 
 
-def test_good_inputs_complete_beside_bad_ones(bad_inputs: dict[str, Path], clips: dict[str, Path], tmp_path: Path) -> None:
+def test_good_inputs_complete_beside_bad_ones(
+    bad_inputs: dict[str, Path], clips: dict[str, Path], tmp_path: Path
+) -> None:
     good = clips["intel_face-demographics-walking-and-pause"]
     args = [str(p) for p in bad_inputs.values()] + [str(good)]
     result = run("watch", *args, "--vlm", "off", "--out", str(tmp_path))
@@ -98,7 +100,9 @@ def test_good_inputs_complete_beside_bad_ones(bad_inputs: dict[str, Path], clips
 
 def test_outputs_follow_the_contract(clips: dict[str, Path], tmp_path: Path) -> None:
     clip = clips["intel_car-detection"]
-    result = run("watch", str(clip), "--vlm", "off", "--out", str(tmp_path), "--fps", "2", "--window", "4", "--stride", "3")
+    result = run(
+        "watch", str(clip), "--vlm", "off", "--out", str(tmp_path), "--fps", "2", "--window", "4", "--stride", "3"
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "intel_car-detection.events.jsonl").read_text() == ""
     manifest = json.loads((tmp_path / "intel_car-detection.manifest.json").read_text())
@@ -119,8 +123,17 @@ def test_event_schema_accepts_events_and_rejects_bad_ones(tmp_path: Path) -> Non
 
     schema = event_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    event = Event("license_plate", 1.0, 2.5, "cam.mp4", value="AB 123", confidence=0.9,
-                  boxes=[TimedBox(1.0, (1, 2, 30, 40))], wall_start=1.7e9, wall_end=1.7e9 + 1.5)
+    event = Event(
+        "license_plate",
+        1.0,
+        2.5,
+        "cam.mp4",
+        value="AB 123",
+        confidence=0.9,
+        boxes=[TimedBox(1.0, (1, 2, 30, 40))],
+        wall_start=1.7e9,
+        wall_end=1.7e9 + 1.5,
+    )
     with EventLog(tmp_path / "x.events.jsonl") as log:
         log.write(event)
     line = json.loads((tmp_path / "x.events.jsonl").read_text())
@@ -146,7 +159,8 @@ def test_same_stem_in_two_folders_gets_two_outputs(tmp_path: Path) -> None:
     result = run("watch", str(tmp_path / "a"), str(tmp_path / "b"), "--vlm", "off", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "out").glob("*.manifest.json")) == [
-        "cam-2.manifest.json", "cam.manifest.json"
+        "cam-2.manifest.json",
+        "cam.manifest.json",
     ]
 
 

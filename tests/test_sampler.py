@@ -21,7 +21,8 @@ def sample(path: Path, **options) -> list[Frame]:
 
 
 @pytest.mark.parametrize(
-    "height,width", [(1080, 1920), (1080, 608), (270, 480), (432, 768), (720, 1280), (100, 3000), (28, 28), (2160, 3840)]
+    "height,width",
+    [(1080, 1920), (1080, 608), (270, 480), (432, 768), (720, 1280), (100, 3000), (28, 28), (2160, 3840)],
 )
 @pytest.mark.parametrize("max_pixels", [360 * 420, 640 * 480, 12_845_056])
 def test_smart_resize_matches_qwen_vl_utils(height: int, width: int, max_pixels: int) -> None:
@@ -128,3 +129,23 @@ def test_ticks_that_fall_between_frames(tmp_path: Path) -> None:
     assert len(frames) == 17  # ticks 0 .. 8 s; the last frame (7.92 s) is nearest to the 8 s tick
     for k, frame in enumerate(frames[:-1]):
         assert abs(frame.t - k / 2) <= 0.04 + 1e-6
+
+
+def test_skipping_b_frames_picks_the_same_frames(clips: dict[str, Path]) -> None:
+    """Decoding only what the ticks need gives exactly the frames a full decode gives."""
+    from streampii.sampler import needed_near_ticks
+
+    path = str(clips["egoblur_gen1_test_video"])  # High profile with B-frames
+    options = SamplerOptions(fps=1.0)
+    runs = []
+    for skip in (False, True):
+        with open_video(path) as container:
+            info = describe(container, path)
+            needed = needed_near_ticks(options, info.fps) if skip else None
+            report = DecodeReport()
+            frames = list(sample_frames(decode_video(container, info, report, needed), options))
+            runs.append(([f.t for f in frames], [f.image for f in frames], report.frames_decoded))
+    (full_t, full_img, full_n), (skip_t, skip_img, skip_n) = runs
+    assert skip_t == full_t
+    assert all(np.array_equal(a, b) for a, b in zip(full_img, skip_img, strict=True))
+    assert skip_n < full_n * 0.6  # most B-frames were never decoded

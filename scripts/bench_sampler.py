@@ -1,0 +1,150 @@
+"""Benchmark the frame sampler; one run prints the ratios that issue targets are set on.
+
+  python scripts/bench_sampler.py [--clip PATH] [--work DIR]
+
+Compares, at fps 1 and max_pixels 360*420:
+- streampii's sampler against `ffmpeg -i X -f null -` (a full decode: the floor for any
+  decoder that must see every frame) and against qwen_vl_utils.fetch_video (decord backend),
+  on a shared clip and on a generated 10-minute 720p clip;
+- the sampler's peak RSS on a 1-minute and a 10-minute input (each in its own process).
+The sampler skips decoding non-reference frames (B-frames) far from its ticks; on a stream
+without B-frames it must decode everything, as ffmpeg does.
+Targets: sampler <= 1.0x ffmpeg; >= 2x faster than fetch_video; RSS(10 min) <= 1.1x RSS(1 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_PIXELS = 360 * 420
+
+CHILD = r"""
+import json, resource, sys, time
+mode, path = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+if mode == "sampler":
+    from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
+    from streampii.source import decode_video, describe, open_video
+    container = open_video(path)
+    info = describe(container, path)
+    options = SamplerOptions(fps=1.0, max_pixels=MAXPIX)
+    decoded = decode_video(container, info, needed=needed_near_ticks(options, info.fps))
+    n = sum(1 for _ in sample_frames(decoded, options))
+else:
+    from streampii._torchvision import ensure_torchvision
+    ensure_torchvision()
+    import os
+    os.environ["FORCE_QWENVL_VIDEO_READER"] = "decord"
+    from qwen_vl_utils import fetch_video
+    t0 = time.perf_counter()  # count decoding, not the import of torch
+    video = fetch_video({"video": path, "fps": 1.0, "max_pixels": MAXPIX, "min_pixels": 128 * 28 * 28})
+    n = len(video)
+seconds = time.perf_counter() - t0
+rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "frames": n, "rss_mb": rss_mb}))
+""".replace("MAXPIX", str(MAX_PIXELS))
+
+
+def child(mode: str, path: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ffmpeg_decode(path: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-f", "null", "-"], check=True)
+    return time.perf_counter() - t0
+
+
+def best(fn, repeat: int = 2):
+    results = [fn() for _ in range(repeat)]
+    return min(results, key=lambda r: r["seconds"] if isinstance(r, dict) else r)
+
+
+def generate(path: Path, minutes: int) -> Path:
+    if not path.exists():
+        print(
+            f"generating {path.name} ({minutes} min, 1280x720, 30 fps, x264 veryfast with B-frames)...", file=sys.stderr
+        )
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=1280x720:rate=30",
+                "-t",
+                str(minutes * 60),
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-bf",
+                "3",
+                "-crf",
+                "32",
+                "-pix_fmt",
+                "yuv420p",
+                "-y",
+                str(path),
+            ],
+            check=True,
+        )
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clip", type=Path, default=ROOT.parent / "shared/data/clips/egoblur_gen1_test_video.mp4")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/streampii-bench"))
+    args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:
+        sys.exit("bench_sampler: the ffmpeg command is needed (apt-get install ffmpeg)")
+    args.work.mkdir(parents=True, exist_ok=True)
+    ten = generate(args.work / "testsrc_720p_bf_10min.mp4", 10)
+    one = generate(args.work / "testsrc_720p_bf_1min.mp4", 1)
+    no_b_frames = args.clip.parent / "intel_car-detection.mp4"
+
+    print(
+        f"{'input':32} {'sampler s':>10} {'ffmpeg s':>9} {'fetch_video s':>14} "
+        f"{'vs ffmpeg':>10} {'speedup vs fetch':>17}"
+    )
+    rows = {}
+    inputs = [("shared: " + args.clip.name[:24], args.clip), ("generated 10 min 720p", ten)]
+    if no_b_frames.exists() and no_b_frames != args.clip:
+        inputs.insert(1, ("shared, no B-frames: intel_car", no_b_frames))
+    for label, path in inputs:
+        ours = best(lambda p=path: child("sampler", p))
+        floor = best(lambda p=path: ffmpeg_decode(p))
+        theirs = child("fetch_video", path)
+        rows[label] = (ours, floor, theirs)
+        print(
+            f"{label:32} {ours['seconds']:10.2f} {floor:9.2f} {theirs['seconds']:14.2f} "
+            f"{ours['seconds'] / floor:9.2f}x {theirs['seconds'] / ours['seconds']:16.2f}x"
+        )
+    rss_one = child("sampler", one)["rss_mb"]
+    rss_ten = rows["generated 10 min 720p"][0]["rss_mb"]
+    fetch_rss = rows["generated 10 min 720p"][2]["rss_mb"]
+    print(
+        f"peak RSS, sampler: 1 min {rss_one:.0f} MB, 10 min {rss_ten:.0f} MB, ratio {rss_ten / rss_one:.2f}x "
+        f"(fetch_video on 10 min: {fetch_rss:.0f} MB)"
+    )
+    worst_ffmpeg = max(r[0]["seconds"] / r[1] for r in rows.values())
+    worst_fetch = min(r[2]["seconds"] / r[0]["seconds"] for r in rows.values())
+    print(
+        f"targets: sampler/ffmpeg {worst_ffmpeg:.2f} (<= 1.0), fetch_video/sampler {worst_fetch:.2f} (>= 2), "
+        f"RSS ratio {rss_ten / rss_one:.2f} (<= 1.1)"
+    )
+
+
+if __name__ == "__main__":
+    main()

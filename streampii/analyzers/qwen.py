@@ -1,0 +1,334 @@
+"""The Qwen2-VL analyzer: one video message per window, several windows per ``generate`` call.
+
+Frames arrive already resized to the 28-pixel grid by the sampler, so the processor is told
+not to resize again (``do_resize=False``): the visual tokens per window are then exactly
+``frames / 2 * (H / 28) * (W / 28)``, which ``analyze`` checks for every window.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from streampii.analyzers import WindowResult
+from streampii.analyzers.parse import UnparseableAnswer, parse_answer
+from streampii.analyzers.prompt import build_messages
+from streampii.errors import AnalyzerError
+from streampii.sampler import GRID
+from streampii.windows import Window
+
+DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
+SMALL_MODEL = "Qwen/Qwen2-VL-2B-Instruct"  # for GPUs with less than ~20 GB
+MAX_NEW_TOKENS = 512  # a window with a dozen findings fits; bounds a runaway answer
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+log = logging.getLogger("streampii.qwen")
+
+
+def visual_tokens(frames: int, height: int, width: int) -> int:
+    """Visual tokens Qwen2-VL spends on a window: frame pairs x (H/28) x (W/28)."""
+    return (frames + frames % 2) // 2 * (height // GRID) * (width // GRID)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA GPU is present, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AnalyzerError(f"--device {device}: no CUDA GPU is available (torch {torch.__version__})")
+    return device
+
+
+def vlm_available(model: str = DEFAULT_MODEL, device: str = "auto") -> tuple[bool, str]:
+    """Whether ``--vlm auto`` should use Qwen2-VL: a CUDA GPU is present, or the weights are
+    already on disk (a folder, or the Hugging Face cache). Otherwise (False, why not)."""
+    try:
+        resolved = resolve_device(device)
+    except AnalyzerError as exc:
+        return False, str(exc)
+    local = _local_weights(model)
+    if local is not None:
+        return True, f"{model}: weights found in {local}"
+    if Path(model).expanduser().exists():
+        return False, f"{model}: no Qwen2-VL weights there (config.json and *.safetensors expected)"
+    if not _HUB_ID.match(model):
+        return False, f"{model}: no such folder, and not a hub id like {DEFAULT_MODEL}"
+    if resolved.startswith("cuda"):
+        return True, f"CUDA GPU present; {model} will be downloaded from the Hugging Face hub"
+    return False, f"no CUDA GPU and {model} is not downloaded (running it on CPU would be far slower than real time)"
+
+
+def _local_weights(model: str) -> str | None:
+    """The folder holding ``model``'s config and weights, without touching the network."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path) if (path / "config.json").is_file() and any((path / w).is_file() for w in _WEIGHTS) else None
+    if not _HUB_ID.match(model):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    config = try_to_load_from_cache(model, "config.json")
+    if not isinstance(config, str):
+        return None
+    folder = Path(config).parent
+    return str(folder) if any((folder / w).is_file() for w in _WEIGHTS) else None
+
+
+def _attention(requested: str | None, device: str) -> str:
+    if requested:
+        return requested
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_qwen2vl(
+    model: str = DEFAULT_MODEL,
+    device: str = "auto",
+    *,
+    batch_size: int = 1,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    attn_implementation: str | None = None,
+    dtype: str | None = None,
+) -> QwenAnalyzer:
+    """Load Qwen2-VL and its processor from a local folder or a hub id.
+
+    bf16 on CUDA, float32 on CPU (unless ``dtype`` says otherwise); flash-attention 2 when
+    installed on CUDA, else sdpa. Raises ``AnalyzerError`` with a one-line reason when the
+    model cannot be loaded (no such folder, files missing, hub unreachable, out of memory).
+    """
+    from streampii._torchvision import ensure_torchvision
+
+    ensure_torchvision()  # the video processor imports torchvision
+    import torch
+
+    device = resolve_device(device)
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise AnalyzerError("is a file; a model folder or a hub id is expected")
+        missing = [f for f in ("config.json", "preprocessor_config.json|processor_config.json") if not _has(path, f)]
+        if not any((path / w).is_file() for w in _WEIGHTS):
+            missing.append("model.safetensors")
+        if missing:
+            raise AnalyzerError(f"model folder lacks {', '.join(missing)}")
+    elif not _HUB_ID.match(model):
+        raise AnalyzerError(f"no such folder, and not a hub id like {DEFAULT_MODEL}")
+
+    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    attention = _attention(attn_implementation, device)
+    processor, net = _from_pretrained(model, device, torch_dtype, attention, local_only=path.exists())
+    return QwenAnalyzer(
+        net, processor, model=model, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens
+    )
+
+
+def _has(folder: Path, names: str) -> bool:
+    return any((folder / name).is_file() for name in names.split("|"))
+
+
+def _from_pretrained(model: str, device: str, dtype, attention: str, local_only: bool):
+    import torch
+    from transformers import AutoProcessor, Qwen2VLForConditionalGeneration
+
+    offline = local_only or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    kwargs = {"dtype": dtype, "attn_implementation": attention}
+    if importlib.util.find_spec("accelerate") is not None:
+        kwargs["device_map"] = device  # straight to the GPU, no full copy in host RAM
+    try:
+        try:  # the cache first: no network round trip when the weights are already here
+            processor = AutoProcessor.from_pretrained(model, local_files_only=True)
+            net = Qwen2VLForConditionalGeneration.from_pretrained(model, local_files_only=True, **kwargs)
+        except OSError:
+            if offline:
+                raise
+            unreachable = _hub_unreachable()
+            if unreachable:  # fail now instead of after huggingface_hub's minutes of retries
+                raise AnalyzerError(
+                    f"not in the local Hugging Face cache and the hub is unreachable ({unreachable})"
+                ) from None
+            processor = AutoProcessor.from_pretrained(model)
+            net = Qwen2VLForConditionalGeneration.from_pretrained(model, **kwargs)
+        if "device_map" not in kwargs:
+            net = net.to(device)
+    except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+        raise AnalyzerError(f"out of memory loading the model on {device} ({_first_line(exc)})") from None
+    except ImportError as exc:
+        raise AnalyzerError(_first_line(exc)) from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        reason = _first_line(exc)
+        if "out of memory" in reason.lower():
+            raise AnalyzerError(f"out of memory loading the model on {device}") from None
+        if offline and not local_only:
+            reason = f"not in the local Hugging Face cache and HF_HUB_OFFLINE is set ({reason})"
+        elif not local_only:
+            reason = f"cannot be fetched from the Hugging Face hub ({reason})"
+        raise AnalyzerError(reason) from None
+    return processor, net.eval()
+
+
+def _hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the hub cannot be reached (DNS or TCP), or None; skipped behind a proxy."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+class QwenAnalyzer:
+    """Qwen2-VL behind the ``Analyzer`` protocol."""
+
+    name = "qwen2-vl"
+
+    def __init__(
+        self,
+        net,
+        processor,
+        *,
+        model: str,
+        device: str = "cpu",
+        batch_size: int = 1,
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ) -> None:
+        self.net = net
+        self.processor = processor
+        self.model_id = model
+        self.device = device
+        self.batch_size = max(1, batch_size)
+        self.max_new_tokens = max_new_tokens
+        processor.tokenizer.padding_side = "left"  # batched generate continues every row at its end
+        self._pad_id = processor.tokenizer.pad_token_id
+        merge = getattr(processor.video_processor, "merge_size", 2)
+        if merge * getattr(processor.video_processor, "patch_size", 14) != GRID:
+            raise AnalyzerError(f"patch grid is not {GRID} pixels: not a Qwen2-VL processor")
+
+    def describe(self) -> dict:
+        config = self.net.config
+        return {
+            "analyzer": self.name,
+            "model": self.model_id,
+            "device": self.device,
+            "dtype": str(self.net.dtype).removeprefix("torch."),
+            "attention": getattr(config, "_attn_implementation", None),
+            "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens,
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "decoding": "greedy",
+        }
+
+    def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+        """One result per window, in order, ``batch_size`` windows per ``generate`` call."""
+        return list(self.iter_analyze(windows))
+
+    def iter_analyze(self, windows: Iterable[Window]) -> Iterator[WindowResult]:
+        """Like ``analyze``, yielding each batch's results as soon as it is generated."""
+        batch: list[Window] = []
+        for window in windows:
+            batch.append(window)
+            if len(batch) == self.batch_size:
+                yield from self._run_batch(batch)
+                batch = []
+        if batch:
+            yield from self._run_batch(batch)
+
+    def _run_batch(self, batch: list[Window]) -> list[WindowResult]:
+        import torch
+
+        started = time.perf_counter()
+        try:
+            answers, tokens = self._generate(batch)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if len(batch) > 1:  # retry in halves before giving up on any window
+                half = len(batch) // 2
+                return self._run_batch(batch[:half]) + self._run_batch(batch[half:])
+            return [self._failed(batch[0], "out of memory on one window (lower --max-pixels or --window)", started)]
+        seconds = (time.perf_counter() - started) / len(batch)
+        return [self._result(w, a, n, seconds) for w, a, n in zip(batch, answers, tokens, strict=True)]
+
+    def _generate(self, batch: list[Window]) -> tuple[list[str], list[int]]:
+        import torch
+
+        texts = [
+            self.processor.apply_chat_template(build_messages(w), tokenize=False, add_generation_prompt=True)
+            for w in batch
+        ]
+        videos = [np.stack([f.image for f in w.frames]) for w in batch]
+        inputs = self.processor(
+            text=texts,
+            videos=videos,
+            padding=True,
+            return_tensors="pt",
+            do_resize=False,  # the sampler already put frames on the grid: resizing again would blur
+            do_sample_frames=False,
+            cap_pixels_per_frame=False,
+        )
+        merge = self.processor.video_processor.merge_size
+        tokens = [int(thw.prod()) // merge**2 for thw in inputs["video_grid_thw"]]
+        for window, n in zip(batch, tokens, strict=True):
+            expected = visual_tokens(len(window.frames), *window.frames[0].image.shape[:2])
+            if n != expected:  # a bug, not a user error: the processor changed the frames' size
+                raise RuntimeError(f"window {window.index}: {n} visual tokens, expected {expected}")
+        inputs = inputs.to(self.net.device)
+        with torch.inference_mode():
+            output = self.net.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self._pad_id,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+            )
+        new = output[:, inputs["input_ids"].shape[1] :]
+        # special tokens kept: Qwen2-VL's box markers are special tokens
+        answers = self.processor.batch_decode(new, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return [_strip_stop(a) for a in answers], tokens
+
+    def _result(self, window: Window, answer: str, tokens: int, seconds: float) -> WindowResult:
+        result = WindowResult(window, [], self.name, visual_tokens=tokens, seconds=seconds, raw=answer)
+        try:
+            parsed = parse_answer(answer, window, detector=self.name)
+        except UnparseableAnswer as exc:
+            log.warning("window %d (%.2f-%.2f s): unusable answer: %s", window.index, window.start, window.end, exc)
+            result.error = f"unparseable answer: {exc}"
+            return result
+        for problem in parsed.problems:
+            log.warning("window %d (%.2f-%.2f s): %s", window.index, window.start, window.end, problem)
+        result.findings = parsed.findings
+        return result
+
+    def _failed(self, window: Window, reason: str, started: float) -> WindowResult:
+        return WindowResult(window, [], self.name, error=reason, seconds=time.perf_counter() - started)
+
+
+def _strip_stop(answer: str) -> str:
+    """Drop the end-of-turn and padding tokens; keep everything else, box markers included."""
+    for token in _STOP_TOKENS:
+        answer = answer.replace(token, "")
+    return answer.strip()

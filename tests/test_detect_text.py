@@ -1,0 +1,50 @@
+"""PP-OCR (rapidocr) text and plate detection, with the plate heuristic."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from streampii.detectors.text import TextDetector, plate_like
+from tests.redact_clip import plate_image
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return TextDetector(("plate", "text"))
+
+
+@pytest.mark.parametrize(
+    ("text", "box", "plate"),
+    [
+        ("AB-123-CD", (0, 0, 200, 40), True),
+        ("7ABC123", (0, 0, 120, 30), True),
+        ("M AB 1234", (0, 0, 160, 40), True),
+        ("Musée du LOUVRE", (0, 0, 300, 40), False),
+        ("AB-123-CD", (0, 0, 40, 200), False),
+        ("HOTEL", (0, 0, 90, 30), False),
+        (None, (0, 0, 100, 30), False),
+    ],
+)
+def test_plate_heuristic(text, box, plate):
+    assert plate_like(text, np.array(box, float)) is plate
+
+
+def test_drawn_plate_is_a_license_plate_with_its_value(detector):
+    scene = np.full((240, 400, 3), 90, np.uint8)
+    plate = plate_image("KA-4521-B")
+    scene[100 : 100 + plate.shape[0], 60 : 60 + plate.shape[1]] = plate
+    found = detector.detect(scene)
+    assert found.categories == ["license_plate"] and found.values == ["KA-4521-B"]
+    x1, y1, x2, y2 = found.boxes[0]
+    assert x1 <= 70 and y1 <= 110 and x2 >= 50 + plate.shape[1] and y2 >= 130  # the plate's characters
+
+
+def test_street_signs_are_text_with_values(detector, shared_data):
+    image = cv2.cvtColor(cv2.imread(str(shared_data / "images" / "easyocr_french.jpg")), cv2.COLOR_BGR2RGB)
+    found = detector.detect(image)
+    assert "license_plate" not in found.categories and len(found) >= 5
+    assert any(v and "LOUVRE" in v for v in found.values)
+    plates_only = TextDetector(("plate",)).detect(image)
+    assert len(plates_only) == 0

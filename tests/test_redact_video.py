@@ -1,0 +1,172 @@
+"""The redacted video: every known PII box of every frame obscured, the rest, the frame count,
+the timestamps and the audio unchanged. Clips are generated into tmp_path (tests/redact_clip.py)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from streampii.analyzers import Finding, TimedBox
+from streampii.redactor import RedactOptions, redact_frames, redact_video
+from streampii.source import decode_video, describe, open_video
+from tests.redact_clip import audio_packets, decode_rgb, make_clip, sharpness
+
+
+def inner(box, f=0.1):
+    w, h = box[2] - box[0], box[3] - box[1]
+    return int(box[0] + f * w), int(box[1] + f * h), int(box[2] - f * w), int(box[3] - f * h)
+
+
+def grown(box, scale, width, height, extra=6):
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    hw, hh = (box[2] - box[0]) * scale / 2, (box[3] - box[1]) * scale / 2
+    return (
+        max(0, int(cx - hw) - extra),
+        max(0, int(cy - hh) - extra),
+        min(width, int(cx + hw) + extra),
+        min(height, int(cy + hh) + extra),
+    )
+
+
+@pytest.fixture(scope="module")
+def pii_clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("clip") / "walk.mp4")
+
+
+@pytest.fixture(scope="module")
+def redacted(pii_clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "walk.redacted.mp4"
+    events = []
+    options = RedactOptions(detect=("face", "plate"), detect_interval=0.2, text_interval=0.5, crf=12)
+    report = redact_video(str(pii_clip.path), out, options, on_event=events.append)
+    return report, out, events
+
+
+def test_every_known_box_is_obscured_on_every_frame(pii_clip, redacted):
+    report, out, _ = redacted
+    before, _ = decode_rgb(pii_clip.path)
+    after, _ = decode_rgb(out)
+    assert report.detections["centerface"] < len(before) / 3  # detection ran on a subset of frames
+    for i, boxes in pii_clip.boxes.items():
+        for kind, box in boxes.items():
+            original, masked = sharpness(before[i], inner(box)), sharpness(after[i], inner(box))
+            assert masked < 0.1 * original, f"frame {i}: {kind} {box} still sharp ({masked:.0f} vs {original:.0f})"
+
+
+def test_nothing_else_changes_beyond_the_mask_margin(pii_clip, redacted):
+    _, out, _ = redacted
+    before, _ = decode_rgb(pii_clip.path)
+    after, _ = decode_rgb(out)
+    for i, boxes in pii_clip.boxes.items():
+        outside = np.ones(before[i].shape[:2], bool)
+        for box in boxes.values():
+            x1, y1, x2, y2 = grown(box, 1.3 * 1.3, pii_clip.width, pii_clip.height)
+            outside[y1:y2, x1:x2] = False
+        diff = np.abs(before[i].astype(int) - after[i].astype(int))[outside]
+        assert diff.mean() < 2.0, f"frame {i}: mean change {diff.mean():.2f} outside the masks"  # H.264 loss only
+        assert np.percentile(diff, 99) < 16
+
+
+def test_frames_timestamps_duration_and_audio_are_kept(pii_clip, redacted):
+    report, out, _ = redacted
+    _, pts_in = decode_rgb(pii_clip.path)
+    _, pts_out = decode_rgb(out)
+    assert pts_out == pts_in and report.frames_written == len(pts_in) == pii_clip.frames
+    with open_video(str(pii_clip.path)) as a, open_video(str(out)) as b:
+        info_a, info_b = describe(a, "in"), describe(b, "out")
+    assert (info_b.width, info_b.height) == (info_a.width, info_a.height)
+    assert info_b.duration == pytest.approx(info_a.duration, abs=1e-3)
+    assert report.audio_streams == 1
+    assert audio_packets(out) == audio_packets(pii_clip.path)  # copied packet for packet
+
+
+def test_tracks_become_events(redacted):
+    report, _, streamed = redacted
+    categories = sorted(e.category for e in report.events)
+    assert categories == ["face", "license_plate"], [e.to_dict() for e in report.events]
+    plate = next(e for e in report.events if e.category == "license_plate")
+    assert plate.value == "AB-123-CD" and plate.detector == "ppocr"
+    face = next(e for e in report.events if e.category == "face")
+    assert face.start == 0.0 and face.end > 1.5 and len(face.boxes) >= 3
+    assert {e.category for e in streamed} == set(categories)  # on_event streams the same events
+    assert all(b.to_dict()["box"] for e in report.events for b in e.boxes)
+
+
+@pytest.mark.parametrize(("mode", "shape"), [("fill", "rect"), ("pixelate", "ellipse"), ("blur", "rect")])
+def test_hint_boxes_are_masked_with_each_mode(tmp_path, mode, shape):
+    clip = make_clip(tmp_path / "still.mp4", seconds=0.5, plate=False, audio=False)
+    x1, y1, x2, y2 = clip.boxes[0]["face"]
+    path_box = (x1 - 4, y1 - 4, clip.boxes[clip.frames - 1]["face"][2] + 4, y2 + 4)  # where the face goes
+    # a VLM finding with boxes at 0.1 s and 0.4 s: held for the margin around each; no detector runs
+    finding = Finding("id_document", 0.1, 0.4, boxes=[TimedBox(0.1, path_box), TimedBox(0.4, path_box)])
+    out = tmp_path / "still.redacted.mp4"
+    options = RedactOptions(detect=(), mode=mode, shape=shape, crf=12, mask_scale=1.0)
+    report = redact_video(str(clip.path), out, options, hints=[finding])
+    assert report.events == [] and report.frames_masked == clip.frames  # hints mask but make no events
+    before, _ = decode_rgb(clip.path)
+    after, _ = decode_rgb(out)
+    for i in range(clip.frames):
+        face = inner(clip.boxes[i]["face"], 0.2)
+        if mode == "fill":
+            assert after[i][face[1] : face[3], face[0] : face[2]].mean() < 10
+        elif mode == "blur":
+            assert sharpness(after[i], face) < 0.1 * sharpness(before[i], face)
+        else:  # blocks: most neighbouring pixels equal, unlike the photo
+            grey = after[i][face[1] : face[3], face[0] : face[2]].astype(int).sum(axis=2)
+            original = before[i][face[1] : face[3], face[0] : face[2]].astype(int).sum(axis=2)
+            assert (np.abs(np.diff(grey, axis=1)) <= 6).mean() > 0.8 > (np.abs(np.diff(original, axis=1)) <= 6).mean()
+
+
+def test_clips_hold_only_the_stretches_around_pii(tmp_path):
+    clip = make_clip(tmp_path / "gap.mp4", seconds=3.0, fps=12, plate=False, visible=(1.0, 1.5))
+    out = tmp_path / "gap.redacted.mp4"
+    options = RedactOptions(detect=("face",), clips=True, padding=0.25, margin=0.25, crf=12)
+    report = redact_video(str(clip.path), out, options)
+    assert not out.exists() and len(report.clips) == 1
+    path, start, end = report.clips[0]
+    assert path.name == "gap.redacted.clip001.mp4"
+    assert 0.4 <= start <= 0.76 and 1.74 <= end <= 2.1  # visible 1.0-1.5 s, +- margin and padding
+    frames, pts = decode_rgb(path)
+    assert pts[0] == 0 and len(frames) == report.frames_written == round((end - start) * 12) + 1
+    assert audio_packets(path)  # the stretch keeps its audio
+
+
+def test_look_ahead_buffer_is_bounded(pii_clip, tmp_path):
+    """Frames are pulled only margin + interval ahead of the frame being written."""
+    pulled, written, ahead = [0], [0], []
+    options = RedactOptions(detect=("face",), detect_interval=0.2, margin=0.25)
+    with open_video(str(pii_clip.path)) as container:
+        info = describe(container, str(pii_clip.path))
+
+        def counted():
+            for frame in itertools.islice(decode_video(container, info), 30):
+                pulled[0] += 1
+                yield frame
+
+        def on_masks(t, boxes):
+            written[0] += 1
+            ahead.append(pulled[0] - written[0])
+
+        report = redact_frames(counted(), info, tmp_path / "part.mp4", options, on_masks=on_masks)
+    assert report.frames_written == 30
+    assert max(ahead) <= (0.25 + 0.2 + 2 / 24) * 24 + 1
+
+
+def test_real_face_clip_every_frame_masked(clips, tmp_path):
+    out = tmp_path / "intel.redacted.mp4"
+    report = redact_video(str(clips["intel_face-demographics-walking-and-pause"]), out, RedactOptions(detect=("face",)))
+    assert report.frames == report.frames_written == report.frames_masked == 41
+    assert sum(e.category == "face" for e in report.events) >= 3  # three people, one event each
+
+
+def test_real_egoblur_face_is_found_and_tracked(clips, tmp_path):
+    path = str(clips["egoblur_gen1_test_video"])
+    with open_video(path) as container:
+        info = describe(container, path)
+        first = itertools.islice(decode_video(container, info), 45)  # 1.5 s of the 20 s clip is enough
+        report = redact_frames(first, info, tmp_path / "ego.mp4", RedactOptions(detect=("face",), face_max_side=640))
+    faces = [e for e in report.events if e.category == "face"]
+    assert report.frames_masked == 45 and faces
+    assert max(e.end - e.start for e in faces) > 1.0  # one face, one long track

@@ -1,0 +1,185 @@
+"""Live cameras against a real RTSP server on loopback (GStreamer's, from Debian packages)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from live_helpers import HERE, BlackHole, BrightnessAnalyzer, RtspServer, gst_rtsp_available
+
+from streampii.errors import InputError
+from streampii.pipeline import WatchOptions, watch
+from streampii.rtsp import LiveOptions, LiveSource, StopFlag
+from streampii.sampler import SamplerOptions
+from streampii.source import DecodeReport
+from streampii.windows import WindowOptions
+
+pytestmark = pytest.mark.skipif(not gst_rtsp_available(), reason="GStreamer RTSP server (apt packages) not installed")
+
+FAST = LiveOptions(open_timeout=5, read_timeout=3, backoff_initial=0.3, backoff_max=1.0, max_outage=20)
+
+
+@pytest.fixture
+def server():
+    srv = RtspServer("--pattern", "white").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def auth_server():
+    srv = RtspServer("--auth", "alice:s3cret").start()
+    yield srv
+    srv.stop()
+
+
+def stop_after(stop: StopFlag, seconds: float) -> threading.Timer:
+    timer = threading.Timer(seconds, stop.set, args=("test",))
+    timer.start()
+    return timer
+
+
+def test_clean_stream_gives_events_with_wall_clock(server: RtspServer, tmp_path: Path) -> None:
+    stop = StopFlag()
+    options = WatchOptions(out=tmp_path, sampler=SamplerOptions(fps=4), windows=WindowOptions(window=1.0, stride=0.5))
+    stop_after(stop, 3.0)
+    before = time.time()
+    result = watch(server.url(), options, [BrightnessAnalyzer()], stem="cam", stop=stop, live=FAST)
+    assert result.state == "complete"  # a requested stop is a camera's clean end
+    events = [json.loads(line) for line in (tmp_path / "cam.events.jsonl").read_text().splitlines()]
+    assert events and all(e["category"] == "text" and "wall_start" in e for e in events)
+    first = events[0]
+    from datetime import datetime
+
+    wall = datetime.fromisoformat(first["wall_start"].replace("Z", "+00:00")).timestamp()
+    assert before - 1 <= wall <= time.time()
+    manifest = json.loads((tmp_path / "cam.manifest.json").read_text())
+    assert manifest["input"]["live"] is True and manifest["live"]["stopped_by"] == "test"
+    assert manifest["finished_at"] is not None
+
+
+def test_drop_and_reconnect_continues_time_and_records(server: RtspServer, tmp_path: Path) -> None:
+    stop = StopFlag()
+    options = LiveOptions(**{**FAST.__dict__, "record_dir": tmp_path / "rec", "segment_seconds": 1.0})
+    camera = LiveSource(server.url(), options, stop, stem="cam")
+    camera.open()
+
+    def drop() -> None:
+        time.sleep(1.5)
+        server.stop()
+        time.sleep(1.0)
+        server.start()  # same port
+        time.sleep(2.5)
+        stop.set("test")
+
+    threading.Thread(target=drop, daemon=True).start()
+    report = DecodeReport()
+    times = [f.t for f in camera.frames(report)]
+    camera.close()
+    assert times == sorted(times) and len(set(times)) == len(times)  # stream time keeps increasing
+    summary = camera.summary()
+    assert summary["reconnects"] == 1
+    gap = summary["gaps"][0]
+    assert gap["end"] - gap["start"] >= 0.9  # the outage is part of the timeline
+    assert any(t > gap["end"] for t in times)  # frames after the reconnect
+    assert report.error is None
+    recorded = sorted((tmp_path / "rec").glob("cam_*.mp4"))
+    assert len(recorded) >= 2 and summary["recorded"] == [p.name for p in recorded]
+    import av
+
+    with av.open(str(recorded[0])) as c:  # a remuxed, finished, playable file
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in c.decode(video=0)) > 0
+
+
+def test_wrong_credentials_are_a_clear_error_without_the_password(auth_server: RtspServer) -> None:
+    with pytest.raises(InputError) as excinfo:
+        LiveSource(auth_server.url("alice:wrongpass"), FAST).open()
+    message = str(excinfo.value)
+    assert "401" in message and "wrongpass" not in message and "***@" in message
+    camera = LiveSource(auth_server.url("alice:s3cret"), FAST)
+    assert camera.open().live
+    camera.close()
+
+
+def test_unreachable_host_fails_within_the_timeout() -> None:
+    hole = BlackHole()
+    try:
+        started = time.monotonic()
+        with pytest.raises(InputError, match="no answer within 2s"):
+            LiveSource(f"rtsp://127.0.0.1:{hole.port}/cam", LiveOptions(open_timeout=2, read_timeout=2)).open()
+        assert time.monotonic() - started < 6
+    finally:
+        hole.close()
+    with pytest.raises(InputError, match="connection refused"):
+        LiveSource(f"rtsp://127.0.0.1:{hole.port}/cam", FAST).open()
+
+
+def test_stream_without_video_track() -> None:
+    srv = RtspServer("--audio-only").start()
+    try:
+        with pytest.raises(InputError, match="no video stream"):
+            LiveSource(srv.url(), FAST).open()
+    finally:
+        srv.stop()
+
+
+def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(auth_server: RtspServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "streampii",
+        "watch",
+        auth_server.url("alice:s3cret"),
+        "--out",
+        str(out),
+        "--vlm",
+        "off",
+        "--fps",
+        "2",
+        "--window",
+        "1",
+        "--stride",
+        "1",
+        "--timeout",
+        "5",
+        "--record",
+        str(tmp_path / "rec"),
+        "--segment-seconds",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(HERE)}
+    )
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    manifests = list(out.glob("*.manifest.json"))
+    assert len(manifests) == 1
+    manifest = json.loads(manifests[0].read_text())
+    assert manifest["state"] == "complete" and manifest["finished_at"] and manifest["live"]["stopped_by"] == "SIGTERM"
+    assert manifest["counts"]["windows_total"] >= 1
+    assert list((tmp_path / "rec").glob("*.mp4"))
+    everything = (
+        stdout
+        + stderr
+        + "".join(
+            p.read_text(errors="replace")
+            for p in out.iterdir()
+            if p.is_file() and not p.name.endswith((".sqlite", "-wal", "-shm"))
+        )
+    )
+    assert "s3cret" not in everything
+    import sqlite3
+
+    with sqlite3.connect(next(out.glob("*.sqlite"))) as db:
+        assert "s3cret" not in json.dumps(db.execute("SELECT * FROM inputs").fetchall())

@@ -1,0 +1,193 @@
+"""Segment folders: finished segments processed once, in time order; --watch; half-written files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from live_helpers import BrightnessAnalyzer, brightness_draw
+from videos import write_video
+
+from streampii.pipeline import WatchOptions, watch
+from streampii.rtsp import StopFlag
+from streampii.sampler import SamplerOptions
+from streampii.segments import describe_segment, finished, list_segments, name_time, process_folder
+from streampii.state import RunState, input_key
+from streampii.windows import WindowOptions
+
+OPTIONS = dict(sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0))
+
+
+@pytest.fixture(scope="module")
+def segment_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_video(tmp_path_factory.mktemp("seg") / "seg.mp4", [i / 5 for i in range(40)], draw=brightness_draw(3))
+
+
+def old(path: Path) -> Path:
+    past = time.time() - 3600
+    os.utime(path, (past, past))
+    return path
+
+
+def test_name_time() -> None:
+    utc = datetime(2026, 11, 25, 10, 15, 0, tzinfo=UTC).timestamp()
+    assert name_time("cam1_20261125T101500Z.mp4") == utc
+    assert name_time("cam1_2026-11-25_10-15-00+01:00.mp4") == utc - 3600
+    assert name_time("cam1_20261125T101500.mp4", local=False) == utc
+    assert name_time("cam1_20261125T101500.mp4") == datetime(2026, 11, 25, 10, 15).timestamp()  # local time
+    assert name_time("clip.mp4") is None
+    assert describe_segment(Path("cam1_20261125T101500.mp4"), read_metadata=False).camera == "cam1"
+
+
+def test_order_and_half_written_segments(tmp_path: Path, segment_video: Path) -> None:
+    for name in ("cam_20261125T101000Z.mp4", "cam_20261125T100000Z.mp4", "cam_20261125T100500Z.mp4"):
+        shutil.copy(segment_video, tmp_path / name)
+    segments = list_segments(tmp_path)
+    assert [s.name[4:19] for s in segments] == ["20261125T100000", "20261125T100500", "20261125T101000"]
+    # all fresh: only those followed by a later segment of the same camera are finished
+    assert [s.name for s in finished(segments, settle=30)] == [s.name for s in segments[:2]]
+    old(segments[2].path)
+    assert len(finished(segments, settle=30)) == 3
+
+
+def test_cli_processes_each_segment_once(tmp_path: Path, segment_video: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for minute in (0, 5):
+        old(Path(shutil.copy(segment_video, folder / f"cam1_20261125T10{minute:02d}00Z.mp4")))
+    (folder / "notes.txt").write_text("not a video")
+    broken = folder / "cam2_20261125T100700Z.mp4"
+    broken.write_bytes(b"garbage" * 100)
+    old(broken)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(out), "--vlm", "off"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 3, first.stderr  # partial failure: one segment is not a video
+    assert "cam2_20261125T100700Z.mp4" in first.stderr and "Traceback" not in first.stderr
+    manifests = sorted(p.name for p in out.glob("*.manifest.json"))
+    assert manifests == ["cam1_20261125T100000Z.manifest.json", "cam1_20261125T100500Z.manifest.json"]
+    manifest = json.loads((out / manifests[0]).read_text())
+    assert manifest["segment"] == {"segment": "cam1_20261125T100000Z.mp4", "wall_start": "2026-11-25T10:00:00.000Z"}
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and "event(s)" not in second.stderr  # nothing new, broken one not retried
+
+
+def test_events_carry_segment_name_and_absolute_time(tmp_path: Path, segment_video: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old(Path(shutil.copy(segment_video, folder / "cam1_20261125T101500Z.mp4")))
+    meta = folder / "clip.mp4"  # no time in the name: creation_time from the container
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-i",
+            str(segment_video),
+            "-c",
+            "copy",
+            "-metadata",
+            "creation_time=2026-11-25T11:00:00Z",
+            str(meta),
+        ],
+        check=True,
+    )
+    old(meta)
+    out = tmp_path / "out"
+    options = WatchOptions(out=out, **OPTIONS)
+    with RunState(out) as state:
+        runs = process_folder(
+            folder,
+            lambda s: watch(
+                str(s.path),
+                options,
+                [BrightnessAnalyzer()],
+                stem=s.path.stem,
+                state=state,
+                extra=s.extra(),
+                wall_start=s.start,
+            ),
+            lambda s: False,
+        )
+    assert {r.segment.name: r.segment.start_from for r in runs} == {
+        "cam1_20261125T101500Z.mp4": "name",
+        "clip.mp4": "metadata",
+    }
+    events = [json.loads(line) for line in (out / "cam1_20261125T101500Z.events.jsonl").read_text().splitlines()]
+    assert events and all(e["segment"] == "cam1_20261125T101500Z.mp4" for e in events)
+    assert events[0]["wall_start"].startswith("2026-11-25T10:15:0")
+    start = datetime(2026, 11, 25, 10, 15, tzinfo=UTC).timestamp() + events[0]["start"]
+    assert events[0]["wall_start"] == datetime.fromtimestamp(start, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    events = [json.loads(line) for line in (out / "clip.events.jsonl").read_text().splitlines()]
+    assert events[0]["wall_start"].startswith("2026-11-25T11:00:0")
+
+
+def test_watch_picks_up_new_segments_but_not_half_written_ones(tmp_path: Path, segment_video: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old(Path(shutil.copy(segment_video, folder / "cam1_20261125T100000Z.mp4")))
+    out = tmp_path / "out"
+    options = WatchOptions(out=out, **OPTIONS)
+    stop = StopFlag()
+    done: list[str] = []
+    results: dict[str, str] = {}
+
+    def worker() -> None:
+        with RunState(out) as state:
+
+            def process(segment):
+                result = watch(
+                    str(segment.path),
+                    options,
+                    [],
+                    stem=segment.path.stem,
+                    state=state,
+                    extra=segment.extra(),
+                    wall_start=segment.start,
+                )
+                results[segment.name] = result.state
+                return result
+
+            def is_done(segment) -> bool:
+                return state.status(input_key(str(segment.path), segment.path.stem)) == "complete"
+
+            process_folder(
+                folder,
+                process,
+                is_done,
+                watch=True,
+                settle=1.5,
+                poll=0.1,
+                stop=stop,
+                on_segment=lambda run: done.append(run.segment.name),
+            )
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done == ["cam1_20261125T100000Z.mp4"]
+        data = segment_video.read_bytes()
+        growing = folder / "cam1_20261125T100500Z.mp4"
+        growing.write_bytes(data[: len(data) // 2])  # the recorder is still writing it
+        time.sleep(1.0)
+        assert len(done) == 1  # not read half-way
+        growing.write_bytes(data)  # finished
+        deadline = time.monotonic() + 20
+        while len(done) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done[1] == growing.name and results[growing.name] == "complete"
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()

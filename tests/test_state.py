@@ -1,0 +1,159 @@
+"""Resumable state: checkpoints, log rewind, and real runs killed with SIGKILL at random points."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from live_helpers import HERE, BrightnessAnalyzer, brightness_draw
+from videos import write_video
+
+from streampii.analyzers import Finding, TimedBox
+from streampii.events import Event, EventMerger
+from streampii.pipeline import WatchOptions, watch
+from streampii.sampler import SamplerOptions
+from streampii.state import (
+    RunState,
+    event_from_state,
+    event_to_state,
+    fingerprint,
+    input_key,
+    merger_restore,
+    merger_snapshot,
+    rewind_log,
+)
+from streampii.windows import WindowOptions
+
+
+def test_checkpoint_roundtrip_and_fingerprint(tmp_path: Path) -> None:
+    state = RunState(tmp_path)
+    assert state.begin("a", "fp1") is None
+    state.checkpoint("a", 3, 7.5, 120, [{"x": 1}], {"events": 2})
+    cp = state.begin("a", "fp1")
+    assert (cp.window, cp.t, cp.log_offset, cp.open_events, cp.data) == (3, 7.5, 120, [{"x": 1}], {"events": 2})
+    assert state.begin("a", "fp2") is None  # the input or the settings changed: start over
+    state.finish("a", "complete", 10)
+    assert state.status("a") == "complete" and "a" in state.finished_keys()
+    state.close()
+    assert RunState(tmp_path).status("a") == "complete"  # persisted
+
+
+def test_fingerprint_follows_file_and_settings(tmp_path: Path) -> None:
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"x" * 10)
+    first = fingerprint(str(video), {"fps": 1})
+    assert fingerprint(str(video), {"fps": 2}) != first
+    video.write_bytes(b"y" * 11)
+    assert fingerprint(str(video), {"fps": 1}) != first
+
+
+def test_input_key_hides_credentials() -> None:
+    assert "secret" not in input_key("rtsp://admin:secret@cam/1", "cam")
+
+
+def test_rewind_log(tmp_path: Path) -> None:
+    log = tmp_path / "e.jsonl"
+    log.write_text("one\ntwo\nthree\n")
+    state = RunState(tmp_path)
+    state.begin("k", "f")
+    state.checkpoint("k", 1, None, 8, [])
+    assert rewind_log(log, state.get("k")) is True
+    assert log.read_text() == "one\ntwo\n"
+    state.checkpoint("k", 1, None, 100, [])
+    assert rewind_log(log, state.get("k")) is False  # log shorter than promised: start over
+
+
+def test_open_events_survive_serialization() -> None:
+    event = Event(
+        "face",
+        1.0,
+        2.5,
+        "src",
+        value="x",
+        confidence=0.9,
+        boxes=[TimedBox(1.0, (1, 2, 3, 4))],
+        wall_start=1e9,
+        wall_end=1e9 + 1.5,
+        extra={"segment": "a.mp4"},
+    )
+    assert event_from_state(json.loads(json.dumps(event_to_state(event)))) == event
+    merger = EventMerger("src", gap=1.0)
+    merger.add([Finding("text", 0.0, 1.0, value="abc")], now=0.0)
+    other = EventMerger("src", gap=1.0)
+    merger_restore(other, merger_snapshot(merger))
+    later = [Finding("text", 1.5, 2.0, value="abc")]
+    assert [e.to_dict() for e in other.add(later, now=9.0)] == [e.to_dict() for e in merger.add(later, now=9.0)]
+
+
+def test_resume_skips_done_windows(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mp4", [i / 5 for i in range(150)], draw=brightness_draw())
+    options = WatchOptions(
+        out=tmp_path / "full", sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0)
+    )
+    watch(str(video), options, [BrightnessAnalyzer()])
+    expected = (tmp_path / "full" / "v.events.jsonl").read_bytes()
+    assert expected.count(b"\n") >= 4
+
+    class Stopper(BrightnessAnalyzer):
+        calls = 0
+
+        def analyze(self, windows):
+            Stopper.calls += len(windows)
+            if Stopper.calls == 12:
+                raise KeyboardInterrupt  # dies mid-run, like a kill: no clean-up code runs after
+            return super().analyze(windows)
+
+    out = tmp_path / "resumed"
+    options = WatchOptions(out=out, sampler=options.sampler, windows=options.windows)
+    with RunState(out) as state, pytest.raises(KeyboardInterrupt):
+        watch(str(video), options, [Stopper()], state=state)
+    counting = BrightnessAnalyzer()
+    seen: list[int] = []
+    original = counting.analyze
+    counting.analyze = lambda ws: (seen.extend(w.index for w in ws), original(ws))[1]
+    with RunState(out) as state:
+        result = watch(str(video), options, [counting], state=state)
+        assert state.status(input_key(str(video), "v")) == "complete"
+    assert result.state == "complete"
+    assert min(seen) == 11  # windows 0..10 were done and are not analysed again
+    assert (out / "v.events.jsonl").read_bytes() == expected
+    manifest = json.loads((out / "v.manifest.json").read_text())
+    assert manifest["counts"]["events"] == expected.count(b"\n")
+
+
+def test_sigkill_at_random_points_gives_the_same_log(tmp_path: Path) -> None:
+    """A real run killed with SIGKILL at random moments, restarted each time, ends with the
+    byte-identical event log of an uninterrupted run."""
+    video = write_video(tmp_path / "cam.mp4", [i / 5 for i in range(300)], draw=brightness_draw())
+    script = [sys.executable, str(HERE / "live_helpers.py"), str(video)]
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    clean = subprocess.run([*script, str(tmp_path / "clean")], env=env, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stderr
+    expected = (tmp_path / "clean" / "cam.events.jsonl").read_bytes()
+    assert expected.count(b"\n") >= 8
+
+    rng = random.Random(4)
+    out = tmp_path / "killed"
+    kills = 0
+    for attempt in range(8):
+        proc = subprocess.Popen([*script, str(out), "0.1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if attempt < 6:
+            time.sleep(rng.uniform(0.7, 2.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=120)
+        if proc.returncode == 0:
+            break
+    assert proc.returncode == 0, proc.stderr.read().decode()
+    assert kills >= 3
+    assert (out / "cam.events.jsonl").read_bytes() == expected
+    manifest = json.loads((out / "cam.manifest.json").read_text())
+    assert any(w["status"] == "resumed" for w in manifest["windows"])  # it resumed, not started over
