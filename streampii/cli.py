@@ -16,6 +16,7 @@ from rich.table import Table
 from streampii import __version__
 from streampii.errors import AnalyzerError, InputError
 from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, output_stem, watch
+from streampii.redactor import RedactOptions
 from streampii.rtsp import LiveOptions, StopFlag, stop_on_signals
 from streampii.sampler import SamplerOptions
 from streampii.source import expand_inputs, redact_url
@@ -34,6 +35,17 @@ out = Console(highlight=False)
 
 # Exit codes a scheduler can tell apart.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class MaskMode(StrEnum):
+    blur = "blur"
+    pixelate = "pixelate"
+    fill = "fill"
+
+
+class MaskShape(StrEnum):
+    ellipse = "ellipse"
+    rect = "rect"
 
 
 class VLM(StrEnum):
@@ -96,6 +108,24 @@ def watch_command(
     ] = None,
     segment_seconds: Annotated[float, typer.Option(help="Length of each recorded segment file, seconds.")] = 300.0,
     timeout: Annotated[float, typer.Option(help="rtsp:// inputs: seconds to wait when connecting or reading.")] = 10.0,
+    detect: Annotated[
+        str, typer.Option(help="--blur: what the detectors localize on every frame: face, plate, text (comma list).")
+    ] = "face,plate",
+    mode: Annotated[MaskMode, typer.Option(help="--blur: how a box is obscured.")] = MaskMode.blur,
+    mask_shape: Annotated[MaskShape, typer.Option(help="--blur: face masks (text and plates are rectangles).")] = (
+        MaskShape.ellipse
+    ),
+    mask_scale: Annotated[float, typer.Option(help="--blur: grow each box by this factor before masking.")] = 1.3,
+    face_threshold: Annotated[float, typer.Option(help="--blur: CenterFace score threshold (lower finds more).")] = 0.2,
+    text_threshold: Annotated[float, typer.Option(help="--blur: PP-OCR text box score threshold.")] = 0.5,
+    detect_interval: Annotated[
+        float, typer.Option(help="--blur: seconds between face detections; tracks fill the frames between.")
+    ] = RedactOptions.detect_interval,
+    clips: Annotated[
+        bool, typer.Option("--clips", help="--blur: write only the stretches around PII, one file each.")
+    ] = False,
+    crf: Annotated[int, typer.Option(help="--blur: H.264 quality (0 lossless .. 51 worst).")] = 20,
+    preset: Annotated[str, typer.Option(help="--blur: x264 speed preset (ultrafast .. veryslow).")] = "veryfast",
 ) -> None:
     """Analyse videos and write a timestamped log of the personal data they show."""
     try:
@@ -108,6 +138,18 @@ def watch_command(
             device=device,
             batch_size=batch_size,
             blur=blur,
+            redact=RedactOptions(
+                detect=detect,
+                mode=mode.value,
+                shape=mask_shape.value,
+                mask_scale=mask_scale,
+                face_threshold=face_threshold,
+                text_threshold=text_threshold,
+                detect_interval=detect_interval,
+                clips=clips,
+                crf=crf,
+                preset=preset,
+            ),
         )
     except ValueError as exc:
         err.print(f"streampii: error: {exc}")

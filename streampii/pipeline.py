@@ -19,6 +19,7 @@ from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
 from streampii.errors import InputError
 from streampii.events import Event, EventMerger
+from streampii.redactor import RedactOptions, Redactor
 from streampii.rtsp import LiveOptions, LiveSource, is_live
 from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
@@ -40,9 +41,10 @@ class WatchOptions:
     device: str = "auto"
     batch_size: int = 1
     blur: bool = False
+    redact: RedactOptions = field(default_factory=RedactOptions)
 
     def settings(self) -> dict:
-        return {
+        settings = {
             **asdict(self.sampler),
             **asdict(self.windows),
             "vlm": self.vlm,
@@ -51,6 +53,9 @@ class WatchOptions:
             "batch_size": self.batch_size,
             "blur": self.blur,
         }
+        if self.blur:
+            settings["redact"] = asdict(self.redact)
+        return settings
 
 
 @dataclass
@@ -109,6 +114,10 @@ def watch(
     started = time.time()
     stem = stem or output_stem(source)
     if is_live(source):
+        if options.blur:
+            raise InputError(
+                redact_url(source), "--blur works on files: record the stream (--record DIR) and blur the segments"
+            )
         camera = LiveSource(source, live, stop, stem=stem)
         info = camera.open()
         source_ = _Source(camera.frames, camera.wall_clock, camera, None)
@@ -116,8 +125,21 @@ def watch(
         container = open_video(source)
         info = describe(container, source)
         clock = (lambda t: wall_start + t) if wall_start is not None else None
-        needed = needed_near_ticks(options.sampler, info.fps)
+        # the redactor needs every frame: then one full decode feeds both it and the sampler
+        needed = None if options.blur else needed_near_ticks(options.sampler, info.fps)
         source_ = _Source(lambda report: decode_video(container, info, report, needed), clock, None, container)
+        if options.blur:
+            try:
+                source_.redactor = Redactor(
+                    info,
+                    options.out / f"{stem}.redacted.mp4",
+                    options.redact,
+                    audio_source=source if info.has_audio else None,
+                    on_event=source_.detector_events.append,
+                )
+            except BaseException:
+                container.close()
+                raise
     try:
         return _run(
             source_,
@@ -146,8 +168,19 @@ class _Source:
     wall_clock: Callable[[float], float] | None
     camera: LiveSource | None
     container: object | None
+    redactor: Redactor | None = None
+    detector_events: list[Event] = field(default_factory=list)  # detector tracks the redactor closed
+
+    def decoded(self, report: DecodeReport) -> Iterator:
+        """Decoded frames; with a redactor, each frame goes to it too (one decode pass for both)."""
+        for frame in self.frames(report):
+            if self.redactor is not None:
+                self.redactor.push(frame)
+            yield frame
 
     def close(self) -> None:
+        if self.redactor is not None:
+            self.redactor.finish()  # a stop or an error still leaves a playable (shorter) video
         if self.camera is not None:
             self.camera.close()
         if self.container is not None:
@@ -184,7 +217,14 @@ def _run(
     manifest = _Manifest(manifest_path, info, options, analyzers, analyzer_note, started)
     merger = EventMerger(info.source, gap=options.windows.stride, extra=extra)
     resume = None
-    if state is not None:
+    redactor = src.redactor
+    if redactor is not None:
+        result.outputs["redacted"] = f"{stem}.redacted.mp4"
+        manifest.extra["redaction"] = redactor.report.summary
+        timer.redactor = redactor
+        if analyzers:  # VLM boxes are masked too: frames wait until no later window can add one
+            redactor.release(0.0)
+    if state is not None and redactor is None:  # a half-written MP4 cannot be continued: --blur redoes the input
         resume = Resume(state, input_key(source, stem), fingerprint(source, options.settings()), events_path)
     append = resume.start(merger, live=info.live) if resume is not None else False
     if resume is not None and resume.data:
@@ -205,8 +245,14 @@ def _run(
                 on_event(record)
 
     fps = options.sampler.fps
-    frames = _counted(sample_frames(timer.wrap("decode", src.frames(report)), options.sampler), result)
+    frames = _counted(sample_frames(timer.wrap("decode", src.decoded(report)), options.sampler), result)
     windows = sliding_windows(frames, options.windows, fps)
+    step = options.windows.frame_counts(fps)[1]
+
+    def detector_events(log: EventLog) -> None:
+        emit(sorted(src.detector_events, key=lambda e: (e.start, e.category)), log)
+        src.detector_events.clear()
+
     with EventLog(events_path, append=append) as log:
         if resume is not None:
             log.count = resume.data.get("events", 0)
@@ -231,6 +277,12 @@ def _run(
                 result.windows_failed += any(r.error for r in rows)
                 findings = [f for r in rows for f in r.findings]
                 emit(merger.add(findings, now=window.start, wall_clock=src.wall_clock), log)
+                if redactor is not None and analyzers:
+                    redactor.add_hints(findings)
+                    # frames before the next window's first frame are in no later window
+                    frontier = window.frames[step].t - options.redact.margin if len(window.frames) > step else None
+                    redactor.release(frontier)
+                    detector_events(log)
                 _write_debug(out, stem, rows)
                 if resume is not None:
                     resume.window_done(window.index, window.end, log, merger, _resume_data(log, by_category, result))
@@ -243,6 +295,9 @@ def _run(
                 result.state = "interrupted"
                 break
         emit(merger.close(), log)
+        if redactor is not None:
+            redactor.finish()
+            detector_events(log)
         result.events = log.count
         if result.state == "running":
             result.state = "truncated" if report.truncated(info) and not info.live else "complete"
@@ -332,6 +387,7 @@ class _StageTimer:
 
     def __init__(self) -> None:
         self.seconds: Counter[str] = Counter()
+        self.redactor: Redactor | None = None  # its detect/encode time runs inside "decode"
 
     def wrap(self, name: str, items):
         iterator = iter(items)
@@ -362,6 +418,10 @@ class _StageTimer:
         seconds = dict(self.seconds)
         if "sample" in seconds:
             seconds["sample"] = max(0.0, seconds["sample"] - seconds.get("decode", 0.0))
+        if self.redactor is not None:
+            for stage, spent in self.redactor.report.stage_seconds.items():
+                seconds[stage] = spent
+                seconds["decode"] = max(0.0, seconds.get("decode", 0.0) - spent)
         return {k: round(v, 3) for k, v in seconds.items()}
 
 

@@ -10,7 +10,7 @@ The output keeps the input's size (upright), frame count and timestamps; audio i
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -76,6 +76,21 @@ class RedactReport:
     audio_streams: int = 0
     seconds: float = 0.0
     decode: DecodeReport | None = None
+    stage_seconds: Counter = field(default_factory=Counter)  # detect; encode (mask + H.264 + mux)
+
+    def summary(self) -> dict:
+        """Facts for the manifest."""
+        return {
+            "path": self.path.name if self.path else None,
+            "clips": [{"path": p.name, "start": round(a, 3), "end": round(b, 3)} for p, a, b in self.clips],
+            "frames_decoded": self.frames,
+            "frames_written": self.frames_written,
+            "frames_masked": self.frames_masked,
+            "detector_runs": dict(self.detections),
+            "audio_streams": self.audio_streams,
+            "tracks": len(self.events),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 def build_detectors(options: RedactOptions) -> list[tuple[Detector, float]]:
@@ -144,68 +159,136 @@ def redact_frames(
     or events whose boxes are masked too. ``on_event`` gets each detector track as soon as it is
     final; ``on_masks`` gets each frame's time and masked boxes (tests, benchmarks).
     """
-    options = options or RedactOptions()
-    started = time.perf_counter()
-    detectors = list(detectors) if detectors is not None else build_detectors(options)
-    frame_time = 1.0 / info.fps if info.fps else 0.1
-    # a track bridges missed detections for `margin`; a detector's frames are at most interval + a frame apart
-    gaps = [options.margin + interval + frame_time for _, interval in detectors]
-    lookahead = max(gaps, default=options.margin + frame_time)
-    tracker = Tracker(TrackOptions(link_gap=lookahead, margin=options.margin))
-    pending_hints = deque(hint_detections(hints or ()))
-    report = RedactReport(path=None if options.clips else Path(out_path))
-    report.detections = {d.name: 0 for d, _ in detectors}
-    output = _Output(Path(out_path), info, options, audio_source, report)
-    due = [float("-inf")] * len(detectors)
-    buffer: deque[DecodedFrame] = deque()
-
-    def emit(tracks) -> None:
-        for track in tracks:
-            if not track.hint_only:
-                event = track.to_event(info.source)
-                report.events.append(event)
-                if on_event is not None:
-                    on_event(event)
-
-    def render(decoded: DecodedFrame) -> None:
-        boxes = tracker.boxes_at(decoded.t)
-        if on_masks is not None:
-            on_masks(decoded.t, boxes)
-        output.write(decoded, boxes)
-        if on_progress is not None:
-            on_progress(decoded.t, report.frames_written)
-
+    redactor = Redactor(info, out_path, options, audio_source, on_event, detectors, on_masks, on_progress)
+    redactor.add_hints(hints or ())
     try:
         for decoded in frames:
-            report.frames += 1
-            while pending_hints and pending_hints[0][0] <= decoded.t:
-                t, found = pending_hints.popleft()
-                tracker.update(t, found, link_gap=lookahead)
-            image = None
-            for i, (detector, interval) in enumerate(detectors):
-                if decoded.t + 1e-3 < due[i] + interval:
-                    continue
-                due[i] = decoded.t
-                image = image if image is not None else upright_rgb(decoded)
-                tracker.update(decoded.t, detector.detect(image), link_gap=gaps[i])
-                report.detections[detector.name] += 1
-            buffer.append(decoded)
-            while buffer and buffer[0].t <= decoded.t - lookahead:
-                render(buffer.popleft())
-            emit(tracker.close(decoded.t))
-            if buffer:
-                tracker.forget(buffer[0].t)
-        while pending_hints:
-            t, found = pending_hints.popleft()
-            tracker.update(t, found, link_gap=lookahead)
-        while buffer:
-            render(buffer.popleft())
-        emit(tracker.close_all())
+            redactor.push(decoded)
     finally:
-        output.close()
-    report.events.sort(key=lambda e: (e.start, e.category))
-    report.seconds = time.perf_counter() - started
+        report = redactor.finish()
     return report
+
+
+class Redactor:
+    """Push-style redaction of one input: ``push`` every decoded frame in order, then ``finish``.
+
+    The pipeline feeds it from the same decode pass as the sampler. A frame is written once
+    every detector has looked far enough past it (the look-ahead), and, while ``hold_until``
+    is set, once the VLM has analysed every window that could still place a box on it.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        out_path: Path,
+        options: RedactOptions | None = None,
+        audio_source: str | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        detectors: Sequence[tuple[Detector, float]] | None = None,
+        on_masks: Callable[[float, list[tuple[str, np.ndarray]]], None] | None = None,
+        on_progress: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self.options = options = options or RedactOptions()
+        self.info = info
+        self.on_event, self.on_masks, self.on_progress = on_event, on_masks, on_progress
+        self.detectors = list(detectors) if detectors is not None else build_detectors(options)
+        frame_time = 1.0 / info.fps if info.fps else 0.1
+        # a track bridges missed detections for `margin`; a detector's frames are at most interval + a frame apart
+        self.gaps = [options.margin + interval + frame_time for _, interval in self.detectors]
+        self.lookahead = max(self.gaps, default=options.margin + frame_time)
+        self.tracker = Tracker(TrackOptions(link_gap=self.lookahead, margin=options.margin))
+        self.report = RedactReport(path=None if options.clips else Path(out_path))
+        self.report.detections = {d.name: 0 for d, _ in self.detectors}
+        self.output = _Output(Path(out_path), info, options, audio_source, self.report)
+        self.hold_until: float | None = None  # frames at or past this time wait for the VLM
+        self._due = [float("-inf")] * len(self.detectors)
+        self._buffer: deque[DecodedFrame] = deque()
+        self._hints: deque = deque()
+        self._latest = float("-inf")
+        self._started = time.perf_counter()
+        self._finished = False
+
+    def add_hints(self, hints: Iterable[Any]) -> None:
+        """Boxes of findings or events (e.g. the VLM's) to mask as well, from their time on."""
+        merged = sorted([*self._hints, *hint_detections(hints)], key=lambda item: item[0])
+        self._hints = deque(merged)
+        self._take_hints(self._latest)
+
+    def push(self, decoded: DecodedFrame) -> None:
+        self.report.frames += 1
+        self._latest = decoded.t
+        self._take_hints(decoded.t)
+        image = None
+        for i, (detector, interval) in enumerate(self.detectors):
+            if decoded.t + 1e-3 < self._due[i] + interval:
+                continue
+            self._due[i] = decoded.t
+            image = image if image is not None else upright_rgb(decoded)
+            started = time.perf_counter()
+            found = detector.detect(image)
+            self.report.stage_seconds["detect"] += time.perf_counter() - started
+            self.tracker.update(decoded.t, found, link_gap=self.gaps[i])
+            self.report.detections[detector.name] += 1
+        self._buffer.append(decoded)
+        self._render_ready()
+
+    def release(self, until: float | None) -> None:
+        """The VLM has placed every box it will place before ``until`` (None: no VLM to wait for)."""
+        self.hold_until = until
+        self._render_ready()
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    def finish(self) -> RedactReport:
+        """Write every remaining frame and close the output (also after an error or a stop)."""
+        if self._finished:
+            return self.report
+        self._finished = True
+        try:
+            self._take_hints(float("inf"))
+            while self._buffer:
+                self._render(self._buffer.popleft())
+            self._emit(self.tracker.close_all())
+        finally:
+            self.output.close()
+        self.report.events.sort(key=lambda e: (e.start, e.category))
+        self.report.seconds = time.perf_counter() - self._started
+        return self.report
+
+    def _take_hints(self, until: float) -> None:
+        while self._hints and self._hints[0][0] <= until:
+            t, found = self._hints.popleft()
+            self.tracker.update(t, found, link_gap=self.lookahead)
+
+    def _render_ready(self) -> None:
+        limit = self._latest - self.lookahead
+        if self.hold_until is not None:
+            limit = min(limit, self.hold_until - 1e-6)
+        while self._buffer and self._buffer[0].t <= limit:
+            self._render(self._buffer.popleft())
+        self._emit(self.tracker.close(self._latest))
+        if self._buffer:
+            self.tracker.forget(self._buffer[0].t)
+
+    def _emit(self, tracks) -> None:
+        for track in tracks:
+            if not track.hint_only:
+                event = track.to_event(self.info.source)
+                self.report.events.append(event)
+                if self.on_event is not None:
+                    self.on_event(event)
+
+    def _render(self, decoded: DecodedFrame) -> None:
+        started = time.perf_counter()
+        boxes = self.tracker.boxes_at(decoded.t)
+        if self.on_masks is not None:
+            self.on_masks(decoded.t, boxes)
+        self.output.write(decoded, boxes)
+        self.report.stage_seconds["encode"] += time.perf_counter() - started
+        if self.on_progress is not None:
+            self.on_progress(decoded.t, self.report.frames_written)
 
 
 def upright_rgb(decoded: DecodedFrame) -> np.ndarray:
@@ -333,4 +416,12 @@ def _out_format(frame: av.VideoFrame) -> str:
     return frame.format.name if frame.format.name in _PLANAR else "yuv420p"
 
 
-__all__ = ["Detections", "RedactOptions", "RedactReport", "build_detectors", "redact_frames", "redact_video"]
+__all__ = [
+    "Detections",
+    "RedactOptions",
+    "RedactReport",
+    "Redactor",
+    "build_detectors",
+    "redact_frames",
+    "redact_video",
+]

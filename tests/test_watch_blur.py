@@ -1,0 +1,123 @@
+"""`streampii watch --blur`: one decode pass feeds the sampler and the redactor; detector tracks
+join the event log; the VLM's boxes are masked too, on frames held until its windows are done."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from streampii.analyzers import Finding, TimedBox, WindowResult
+from streampii.pipeline import WatchOptions, watch
+from streampii.redactor import RedactOptions
+from streampii.sampler import SamplerOptions
+from streampii.sinks import event_schema
+from streampii.windows import Window, WindowOptions
+from tests.redact_clip import audio_packets, decode_rgb, make_clip, sharpness
+
+
+@pytest.fixture(scope="module")
+def walk(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("walk") / "walk.mp4", seconds=3.0)
+
+
+def test_cli_blur_writes_redacted_video_and_detector_events(walk, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streampii", "watch", str(walk.path), "--out", str(tmp_path), "--vlm", "off"]
+        + ["--blur", "--detect", "face,plate", "--window", "2", "--stride", "2", "--fps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "walk.manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    assert manifest["outputs"]["redacted"] == "walk.redacted.mp4"
+    assert manifest["settings"]["redact"]["detect"] == ["face", "plate"]
+    # one decode pass: every decoded frame went to the redactor, and each was written once
+    redaction = manifest["redaction"]
+    assert redaction["frames_decoded"] == manifest["counts"]["frames_decoded"] == walk.frames
+    assert redaction["frames_written"] == walk.frames and redaction["audio_streams"] == 1
+    assert {"detect", "encode", "decode"} <= set(manifest["timings"]["stages"])
+    events = [json.loads(line) for line in (tmp_path / "walk.events.jsonl").read_text().splitlines()]
+    schema = event_schema()
+    for event in events:
+        jsonschema.validate(event, schema)
+    assert {e["category"] for e in events} >= {"face", "license_plate"}
+    face = next(e for e in events if e["category"] == "face")
+    assert face["detector"] == "centerface" and face["start"] < 0.2 and face["end"] > 2.7 and face["boxes"]
+    before, _ = decode_rgb(walk.path)
+    after, _ = decode_rgb(tmp_path / "walk.redacted.mp4")
+    assert len(after) == len(before)
+    for i in (0, len(before) // 2, len(before) - 1):
+        x1, y1, x2, y2 = walk.boxes[i]["face"]
+        w, h = x2 - x1, y2 - y1
+        box = (x1 + w // 10, y1 + h // 10, x2 - w // 10, y2 - h // 10)  # an ellipse mask leaves the corners
+        assert sharpness(after[i], box) < 0.1 * sharpness(before[i], box)
+    assert audio_packets(tmp_path / "walk.redacted.mp4")
+
+
+class BoxAnalyzer:
+    """A stand-in VLM: reports an ID card at a fixed box on the frames of every window."""
+
+    name = "fake-vlm"
+    box = (300.0, 40.0, 420.0, 120.0)
+
+    def __init__(self) -> None:
+        self.windows: list[int] = []
+
+    def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+        results = []
+        for window in windows:
+            self.windows.append(window.index)
+            boxes = [TimedBox(f.t, self.box) for f in window.frames]
+            finding = Finding("id_document", window.start, window.end, boxes=boxes, detector=self.name)
+            results.append(WindowResult(window, [finding], self.name))
+        return results
+
+    def describe(self) -> dict:
+        return {"analyzer": self.name}
+
+
+def test_vlm_boxes_are_masked_on_every_frame(walk, tmp_path: Path) -> None:
+    options = WatchOptions(
+        out=tmp_path,
+        sampler=SamplerOptions(fps=4),
+        windows=WindowOptions(window=1.0, stride=0.5),
+        blur=True,
+        redact=RedactOptions(detect=(), margin=0.3, mode="fill", shape="rect"),
+    )
+    analyzer = BoxAnalyzer()
+    result = watch(str(walk.path), options, [analyzer])
+    assert result.state == "complete" and analyzer.windows
+    before, _ = decode_rgb(walk.path)
+    after, _ = decode_rgb(tmp_path / "walk.redacted.mp4")
+    assert len(after) == len(before)
+    x1, y1, x2, y2 = (int(v) for v in BoxAnalyzer.box)
+    inner = (x1 + 12, y1 + 8, x2 - 12, y2 - 8)
+    for i in range(len(before)):  # filled black on every frame, also between the sampled ones
+        assert after[i][inner[1] : inner[3], inner[0] : inner[2]].mean() < 20, f"frame {i} not masked"
+    # outside every mask the picture is untouched (up to re-encoding)
+    far = (10, 200, 120, 260)
+    assert np.abs(after[5][200:260, 10:120].astype(int) - before[5][200:260, 10:120]).mean() < 4
+    assert sharpness(after[5], far) > 0.5 * sharpness(before[5], far)
+    events = [json.loads(line) for line in (tmp_path / "walk.events.jsonl").read_text().splitlines()]
+    assert [e["category"] for e in events] == ["id_document"]
+
+
+def test_blur_on_a_live_url_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streampii", "watch", "rtsp://user:secret@127.0.0.1:9/cam", "--blur", "--vlm", "off"]
+        + ["--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "--blur" in result.stderr and "secret" not in result.stderr and "Traceback" not in result.stderr
