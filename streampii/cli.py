@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +19,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from streampii import __version__
+from streampii.analyzers.batching import SharedBatcher
 from streampii.errors import AnalyzerError, InputError
 from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, output_stem, watch
 from streampii.redactor import RedactOptions
@@ -126,6 +132,9 @@ def watch_command(
     ] = False,
     crf: Annotated[int, typer.Option(help="--blur: H.264 quality (0 lossless .. 51 worst).")] = 20,
     preset: Annotated[str, typer.Option(help="--blur: x264 speed preset (ultrafast .. veryslow).")] = "veryfast",
+    jobs: Annotated[
+        int, typer.Option(min=1, help="Inputs processed at once; their VLM windows are batched together.")
+    ] = 1,
 ) -> None:
     """Analyse videos and write a timestamped log of the personal data they show."""
     try:
@@ -157,34 +166,56 @@ def watch_command(
     analyzers, note = _build_analyzers(options)
     sources = expand_inputs(inputs)
     stems = _unique_stems([s for s in sources if isinstance(s, str)])
-    results: list[RunResult] = []
-    failures = 0
     # Ctrl-C / SIGTERM: finish the current window, write everything final, skip the rest
     stop = StopFlag()
     live = LiveOptions(open_timeout=timeout, read_timeout=timeout, record_dir=record, segment_seconds=segment_seconds)
-    state = RunState(out_dir) if resume else None
-    with stop_on_signals(stop):
+    shared = None
+    if jobs > 1 and analyzers:  # one model for every input: their windows share generate calls
+        shared = SharedBatcher(analyzers[0], batch_size)
+        analyzers = [shared]
+        options = replace(options, batch_size=max(1, batch_size // jobs))
+    outcomes: dict[int, RunResult | InputError] = {}
+    json_lock = threading.Lock()
+
+    def run_one(n: int, source: str, bar: Progress) -> None:
+        if stop.is_set():
+            return
+        # one state connection per thread: SQLite connections must not cross threads
+        state = RunState(out_dir) if resume else None
+        try:
+            with shared.attached() if shared else nullcontext():
+                outcomes[n] = _watch_one(source, options, analyzers, note, stems[source], json_out, json_lock, bar,
+                                         stop=stop, state=state, live=live)  # fmt: skip
+        except InputError as exc:
+            outcomes[n] = exc
+            _error(str(exc))
+        finally:
+            if state is not None:
+                state.close()
+
+    with stop_on_signals(stop), _progress() as bar:
         for source in sources:
-            if stop.is_set():
-                break
             if isinstance(source, InputError):
                 _error(str(source))
-                failures += 1
-                continue
-            try:
-                results.append(
-                    _watch_one(
-                        source, options, analyzers, note, stems[source], json_out, stop=stop, state=state, live=live
-                    )
-                )
-            except InputError as exc:
-                _error(str(exc))
-                failures += 1
-            except KeyboardInterrupt:
-                err.print("streampii: interrupted")
-                raise typer.Exit(130) from None
-    if state is not None:
-        state.close()
+        todo = [(n, s) for n, s in enumerate(sources) if isinstance(s, str)]
+        try:
+            if jobs > 1:
+                with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="streampii-input") as pool:
+                    for future in [pool.submit(run_one, n, s, bar) for n, s in todo]:
+                        future.result()
+            else:
+                for n, source in todo:
+                    run_one(n, source, bar)
+        except KeyboardInterrupt:
+            err.print("streampii: interrupted")
+            raise typer.Exit(130) from None
+        finally:
+            if shared is not None:
+                shared.close()
+    results = [outcomes[n] for n in sorted(outcomes) if isinstance(outcomes[n], RunResult)]
+    failures = sum(isinstance(s, InputError) for s in sources) + sum(
+        isinstance(o, InputError) for o in outcomes.values()
+    )
     for result in results:
         if result.state != "complete":
             _warn(f"{result.source}: {result.error or result.state}")
@@ -196,11 +227,9 @@ def watch_command(
     raise typer.Exit(EXIT_FAILED if incomplete == len(sources) and not results else EXIT_PARTIAL)
 
 
-def _watch_one(
-    source: str, options: WatchOptions, analyzers, note, stem: str, json_out: bool, **more: object
-) -> RunResult:
-    shown = redact_url(source)
-    with Progress(
+def _progress() -> Progress:
+    """One progress display for the whole run: a bar per input (video seconds done / total)."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
@@ -210,38 +239,47 @@ def _watch_one(
         console=err,
         transient=True,
         disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task(Path(shown).name if "://" not in shown else shown, total=None, position="", rate="")
-        started = [None]
+    )
 
-        def on_progress(p) -> None:
-            import time
 
-            started[0] = started[0] or time.monotonic()
-            elapsed = max(time.monotonic() - started[0], 1e-6)
-            bar.update(
-                task,
-                completed=p.done,
-                total=p.total,
-                position=f"{p.done:.0f}/{p.total:.0f} s" if p.total else f"{p.done:.0f} s",
-                rate=f"{p.windows / elapsed:.2f} windows/s",
-            )
+def _watch_one(
+    source: str,
+    options: WatchOptions,
+    analyzers,
+    note,
+    stem: str,
+    json_out: bool,
+    json_lock: threading.Lock,
+    bar: Progress,
+    **more: object,
+) -> RunResult:
+    shown = redact_url(source)
+    task = bar.add_task(Path(shown).name if "://" not in shown else shown, total=None, position="", rate="")
+    started = time.monotonic()
 
-        def on_event(record: dict) -> None:
-            if json_out:
+    def on_progress(p) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        bar.update(
+            task,
+            completed=p.done,
+            total=p.total,
+            position=f"{p.done:.0f}/{p.total:.0f} s" if p.total else f"{p.done:.0f} s",
+            rate=f"{p.windows / elapsed:.2f} windows/s",
+        )
+
+    def on_event(record: dict) -> None:
+        if json_out:
+            with json_lock:  # whole lines, even with --jobs
                 sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sys.stdout.flush()
 
+    try:
         return watch(
-            source,
-            options,
-            analyzers,
-            analyzer_note=note,
-            stem=stem,
-            on_progress=on_progress,
-            on_event=on_event,
+            source, options, analyzers, analyzer_note=note, stem=stem, on_progress=on_progress, on_event=on_event,
             **more,
-        )
+        )  # fmt: skip
+    finally:
+        bar.remove_task(task)
 
 
 def _build_analyzers(options: WatchOptions) -> tuple[list, str | None]:

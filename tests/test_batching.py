@@ -1,0 +1,110 @@
+"""Windows of several inputs share VLM calls (SharedBatcher), and `watch --jobs` runs inputs at once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from qwen_helpers import make_window
+
+from streampii.analyzers import WindowResult
+from streampii.analyzers.batching import SharedBatcher
+from streampii.windows import Window
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[list[int]] = []
+        self.fail_on = fail_on
+
+    def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+        self.calls.append([w.index for w in windows])
+        if self.fail_on is not None and any(w.index == self.fail_on for w in windows):
+            raise RuntimeError("model failed")
+        return [WindowResult(w, [], self.name) for w in windows]
+
+    def describe(self) -> dict:
+        return {"analyzer": self.name}
+
+
+def run_inputs(batcher: SharedBatcher, inputs: list[list[Window]]) -> dict[int, list]:
+    got: dict[int, list] = {}
+    barrier = threading.Barrier(len(inputs))
+
+    def worker(n: int, windows: list[Window]) -> None:
+        with batcher.attached():
+            barrier.wait()
+            got[n] = []
+            for window in windows:
+                try:
+                    got[n].extend(batcher.analyze([window]))
+                except RuntimeError as exc:
+                    got[n].append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n, w)) for n, w in enumerate(inputs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return got
+
+
+def test_windows_of_concurrent_inputs_share_calls_and_results_go_back_to_their_input() -> None:
+    recorder = Recorder()
+    batcher = SharedBatcher(recorder, batch_size=4, max_wait=5.0)
+    inputs = [[make_window([0.0, 1.0], index=100 * n + k) for k in range(3)] for n in range(4)]
+    got = run_inputs(batcher, inputs)
+    batcher.close()
+    for n, windows in enumerate(inputs):
+        assert [r.window for r in got[n]] == windows  # each input gets its own results, in order
+    assert max(len(call) for call in recorder.calls) == 4  # windows of four inputs in one call
+    assert len(recorder.calls) == 3 and batcher.windows == 12
+
+
+def test_a_lone_input_is_not_kept_waiting_for_others() -> None:
+    recorder = Recorder()
+    batcher = SharedBatcher(recorder, batch_size=8, max_wait=30.0)
+    got = run_inputs(batcher, [[make_window([0.0, 1.0], index=k) for k in range(3)]])
+    batcher.close()
+    assert len(got[0]) == 3 and recorder.calls == [[0], [1], [2]]
+
+
+def test_a_model_error_reaches_only_the_callers_of_that_call() -> None:
+    batcher = SharedBatcher(Recorder(fail_on=1), batch_size=1, max_wait=0.0)
+    got = run_inputs(batcher, [[make_window([0.0, 1.0], index=k) for k in range(3)]])
+    batcher.close()
+    assert [type(r).__name__ for r in got[0]] == ["WindowResult", "RuntimeError", "WindowResult"]
+
+
+def test_cli_jobs_runs_inputs_at_once(clips: dict[str, Path], tmp_path: Path) -> None:
+    a = shutil.copy(clips["intel_face-demographics-walking-and-pause"], tmp_path / "a.mp4")
+    b = shutil.copy(clips["intel_face-demographics-walking-and-pause"], tmp_path / "b.mp4")
+    missing = tmp_path / "missing.mp4"
+    result = subprocess.run(
+        [sys.executable, "-m", "streampii", "watch", a, str(missing), b, "--jobs", "2", "--vlm", "off", "--json"]
+        + ["--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 3, result.stderr  # partial: the missing input failed, the others completed
+    assert "missing.mp4: no such file" in result.stderr
+    for stem in ("a", "b"):
+        manifest = json.loads((tmp_path / "out" / f"{stem}.manifest.json").read_text())
+        assert manifest["state"] == "complete"
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_jobs_must_be_positive(jobs: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "streampii", "watch", "x.mp4", "--jobs", jobs], capture_output=True, text=True
+    )
+    assert result.returncode == 2
