@@ -48,6 +48,11 @@ class RedactOptions:
     clips: bool = False  # write only the stretches around masks, one file per stretch
     padding: float = 1.0  # seconds of video kept before and after each stretch (--clips)
     threads: int = 0  # onnxruntime threads per model, 0 = its default
+    # A detector's boxes are reused while the picture has not changed since its last run: no grey
+    # level of a 1/8-size thumbnail moved by more than this (0: always detect). Static footage then
+    # costs almost no detection; at most `static_max_age` seconds pass between real runs.
+    static_threshold: int = 12
+    static_max_age: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "detect", parse_detect(self.detect))
@@ -73,6 +78,7 @@ class RedactReport:
     frames_written: int = 0
     frames_masked: int = 0
     detections: dict[str, int] = field(default_factory=dict)  # frames each detector ran on
+    reused: Counter = field(default_factory=Counter)  # frames where a detector's last boxes were reused
     audio_streams: int = 0
     seconds: float = 0.0
     decode: DecodeReport | None = None
@@ -87,6 +93,7 @@ class RedactReport:
             "frames_written": self.frames_written,
             "frames_masked": self.frames_masked,
             "detector_runs": dict(self.detections),
+            "detector_reuses": dict(self.reused),
             "audio_streams": self.audio_streams,
             "tracks": len(self.events),
             "seconds": round(self.seconds, 3),
@@ -202,6 +209,7 @@ class Redactor:
         self.output = _Output(Path(out_path), info, options, audio_source, self.report)
         self.hold_until: float | None = None  # frames at or past this time wait for the VLM
         self._due = [float("-inf")] * len(self.detectors)
+        self._last_run: list[tuple[float, np.ndarray | None, Detections] | None] = [None] * len(self.detectors)
         self._buffer: deque[DecodedFrame] = deque()
         self._hints: deque = deque()
         self._latest = float("-inf")
@@ -218,17 +226,27 @@ class Redactor:
         self.report.frames += 1
         self._latest = decoded.t
         self._take_hints(decoded.t)
-        image = None
+        image = thumb = None
         for i, (detector, interval) in enumerate(self.detectors):
             if decoded.t + 1e-3 < self._due[i] + interval:
                 continue
             self._due[i] = decoded.t
+            if self.options.static_threshold:
+                thumb = thumb if thumb is not None else _thumbnail(decoded)
+                last = self._last_run[i]
+                if last is not None and decoded.t - last[0] <= self.options.static_max_age:
+                    if _unchanged(last[1], thumb, self.options.static_threshold):
+                        # same picture as at the last run: the same things are where they were
+                        self.tracker.update(decoded.t, last[2], link_gap=self.gaps[i])
+                        self.report.reused[detector.name] += 1
+                        continue
             image = image if image is not None else upright_rgb(decoded)
             started = time.perf_counter()
             found = detector.detect(image)
             self.report.stage_seconds["detect"] += time.perf_counter() - started
             self.tracker.update(decoded.t, found, link_gap=self.gaps[i])
             self.report.detections[detector.name] += 1
+            self._last_run[i] = (decoded.t, thumb, found)
         self._buffer.append(decoded)
         self._render_ready()
 
@@ -289,6 +307,19 @@ class Redactor:
         self.report.stage_seconds["encode"] += time.perf_counter() - started
         if self.on_progress is not None:
             self.on_progress(decoded.t, self.report.frames_written)
+
+
+def _thumbnail(decoded: DecodedFrame) -> np.ndarray:
+    """Grey, 1/8 size, area-averaged: codec noise averages out, anything that moves does not."""
+    frame = decoded.frame
+    small = frame.reformat(
+        width=max(8, frame.width // 8), height=max(8, frame.height // 8), format="gray", interpolation="AREA"
+    )
+    return small.to_ndarray().astype(np.int16)
+
+
+def _unchanged(before: np.ndarray | None, now: np.ndarray, threshold: int) -> bool:
+    return before is not None and before.shape == now.shape and int(np.abs(now - before).max()) <= threshold
 
 
 def upright_rgb(decoded: DecodedFrame) -> np.ndarray:

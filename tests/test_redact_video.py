@@ -170,3 +170,37 @@ def test_real_egoblur_face_is_found_and_tracked(clips, tmp_path):
     faces = [e for e in report.events if e.category == "face"]
     assert report.frames_masked == 45 and faces
     assert max(e.end - e.start for e in faces) > 1.0  # one face, one long track
+
+
+def test_static_picture_reuses_detections_and_a_change_detects_again(tmp_path):
+    """While nothing moves, the last boxes are reused instead of running the detector; when the
+    face jumps elsewhere, detection runs again and the new place is masked from its first frame."""
+    import av
+
+    from tests.redact_clip import background, face_crop
+
+    face, fbox = face_crop()
+    fps, frames, jump = 24, 72, 48
+    base = background(480, 272)
+    path = tmp_path / "still.mp4"
+    boxes = {}
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 480, 272, "yuv420p"
+        for i in range(frames):
+            x, y = (40, 40) if i < jump else (300, 120)
+            image = base.copy()
+            image[y : y + face.shape[0], x : x + face.shape[1]] = face
+            boxes[i] = (x + fbox[0], y + fbox[1], x + fbox[2], y + fbox[3])
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    out_path = tmp_path / "still.redacted.mp4"
+    report = redact_video(str(path), out_path, RedactOptions(detect=("face",), detect_interval=0.1, crf=12))
+    assert report.reused["centerface"] > 2 * report.detections["centerface"]
+    before, _ = decode_rgb(path)
+    after, _ = decode_rgb(out_path)
+    for i in range(frames):
+        box = inner(boxes[i])
+        assert sharpness(after[i], box) < 0.1 * sharpness(before[i], box), f"frame {i} face visible"
