@@ -25,6 +25,7 @@ from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
 from streampii.state import Resume, RunState, fingerprint, input_key
+from streampii.timing import StageTimes
 from streampii.windows import Window, WindowOptions, sliding_windows
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
@@ -382,47 +383,24 @@ def _write_debug(out: Path, stem: str, rows: list[WindowResult]) -> None:
             (folder / f"window-{r.window.index:05d}.{r.analyzer}.txt").write_text(raw, encoding="utf-8")
 
 
-class _StageTimer:
-    """Seconds spent per stage, including time spent inside generators of earlier stages."""
+class _StageTimer(StageTimes):
+    """Stage times of one input, each reported on its own: "sample" runs the decoder inside it,
+    and "decode" runs the redactor's detect, mask and encode inside it."""
 
     def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
-        self.redactor: Redactor | None = None  # its detect/encode time runs inside "decode"
+        super().__init__()
+        self.redactor: Redactor | None = None
 
-    def wrap(self, name: str, items):
-        iterator = iter(items)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                item = next(iterator)
-            except StopIteration:
-                self.seconds[name] += time.perf_counter() - t0
-                return
-            self.seconds[name] += time.perf_counter() - t0
-            yield item
-
-    def stage(self, name: str):
-        timer = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.seconds[name] += time.perf_counter() - self.t0
-
-        return _Stage()
-
-    def exclusive(self) -> dict[str, float]:
-        # "sample" includes the decode time spent inside it: report each stage on its own
-        seconds = dict(self.seconds)
-        if "sample" in seconds:
-            seconds["sample"] = max(0.0, seconds["sample"] - seconds.get("decode", 0.0))
+    def exclusive(self, cpu: bool = False) -> dict[str, float]:
+        own = dict(self.cpu if cpu else self.wall)
+        if "sample" in own:
+            own["sample"] = max(0.0, own["sample"] - own.get("decode", 0.0))
         if self.redactor is not None:
-            for stage, spent in self.redactor.report.stage_seconds.items():
-                seconds[stage] = spent
-                seconds["decode"] = max(0.0, seconds.get("decode", 0.0) - spent)
-        return {k: round(v, 3) for k, v in seconds.items()}
+            inner = self.redactor.report.times
+            for stage, spent in (inner.cpu if cpu else inner.wall).items():
+                own[stage] = spent
+                own["decode"] = max(0.0, own.get("decode", 0.0) - spent)
+        return {k: round(v, 3) for k, v in own.items()}
 
 
 class _Manifest:
@@ -431,6 +409,7 @@ class _Manifest:
         self.info = info
         self.options = options
         self.started = started
+        self.cpu_started = time.process_time()
         self.analyzers = [a.describe() for a in analyzers]
         self.note = note
         self.extra: dict[str, Callable[[], dict]] = {}  # sections added by live/segment sources
@@ -472,6 +451,8 @@ class _Manifest:
             "timings": {
                 "wall_seconds": round(wall, 3),
                 "stages": timer.exclusive(),
+                "stages_cpu": timer.exclusive(cpu=True),
+                "cpu_seconds": round(time.process_time() - self.cpu_started, 3),
                 "realtime_factor": round(done / wall, 3) if wall > 0 else None,
             },
             "outputs": result.outputs,

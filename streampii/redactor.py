@@ -25,6 +25,7 @@ from streampii.detectors.hints import hint_detections
 from streampii.events import Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
 from streampii.source import DecodedFrame, DecodeReport, VideoInfo, decode_video, describe, open_video
+from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
 from streampii.writer import VideoWriter
 
@@ -82,7 +83,7 @@ class RedactReport:
     audio_streams: int = 0
     seconds: float = 0.0
     decode: DecodeReport | None = None
-    stage_seconds: Counter = field(default_factory=Counter)  # detect; encode (mask + H.264 + mux)
+    times: StageTimes = field(default_factory=StageTimes)  # detect, mask, encode (H.264 + mux)
 
     def summary(self) -> dict:
         """Facts for the manifest."""
@@ -240,10 +241,9 @@ class Redactor:
                         self.tracker.update(decoded.t, last[2], link_gap=self.gaps[i])
                         self.report.reused[detector.name] += 1
                         continue
-            image = image if image is not None else upright_rgb(decoded)
-            started = time.perf_counter()
-            found = detector.detect(image)
-            self.report.stage_seconds["detect"] += time.perf_counter() - started
+            with self.report.times.stage("detect"):
+                image = image if image is not None else upright_rgb(decoded)
+                found = detector.detect(image)
             self.tracker.update(decoded.t, found, link_gap=self.gaps[i])
             self.report.detections[detector.name] += 1
             self._last_run[i] = (decoded.t, thumb, found)
@@ -299,12 +299,11 @@ class Redactor:
                     self.on_event(event)
 
     def _render(self, decoded: DecodedFrame) -> None:
-        started = time.perf_counter()
-        boxes = self.tracker.boxes_at(decoded.t)
+        with self.report.times.stage("mask"):
+            boxes = self.tracker.boxes_at(decoded.t)
         if self.on_masks is not None:
             self.on_masks(decoded.t, boxes)
         self.output.write(decoded, boxes)
-        self.report.stage_seconds["encode"] += time.perf_counter() - started
         if self.on_progress is not None:
             self.on_progress(decoded.t, self.report.frames_written)
 
@@ -340,8 +339,13 @@ class _Output:
         self.last_masked: float | None = None
 
     def write(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> None:
-        frame = self._masked(decoded, boxes)
+        with self.report.times.stage("mask"):
+            frame = self._masked(decoded, boxes)
         self.report.frames_masked += bool(boxes)
+        with self.report.times.stage("encode"):
+            self._put(frame, decoded, boxes)
+
+    def _put(self, frame: av.VideoFrame, decoded: DecodedFrame, boxes: list) -> None:
         pts = decoded.frame.pts
         if not self.options.clips:
             self._writer(frame, 0.0).write(frame, pts)
@@ -399,10 +403,11 @@ class _Output:
             self.writer = None
 
     def close(self) -> None:
-        if self.options.clips:
-            self._end_clip()
-        elif self.writer is not None:
-            self.writer.close()
+        with self.report.times.stage("encode"):
+            if self.options.clips:
+                self._end_clip()
+            elif self.writer is not None:
+                self.writer.close()
 
     def _masked(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> av.VideoFrame:
         frame = decoded.frame
