@@ -21,6 +21,7 @@ from rich.table import Table
 from streampii import __version__
 from streampii.analyzers.batching import SharedBatcher
 from streampii.errors import AnalyzerError, InputError
+from streampii.gate import GateOptions
 from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, output_stem, watch
 from streampii.redactor import RedactOptions
 from streampii.rtsp import LiveOptions, StopFlag, stop_on_signals
@@ -52,6 +53,12 @@ class MaskMode(StrEnum):
 class MaskShape(StrEnum):
     ellipse = "ellipse"
     rect = "rect"
+
+
+class GateMode(StrEnum):
+    off = "off"
+    motion = "motion"
+    detect = "detect"
 
 
 class VLM(StrEnum):
@@ -132,6 +139,13 @@ def watch_command(
     ] = False,
     crf: Annotated[int, typer.Option(help="--blur: H.264 quality (0 lossless .. 51 worst).")] = 20,
     preset: Annotated[str, typer.Option(help="--blur: x264 speed preset (ultrafast .. veryslow).")] = "veryfast",
+    gate: Annotated[
+        GateMode,
+        typer.Option(
+            help="Which windows the VLM sees. detect: those with motion or a face/text the detectors see; "
+            "motion: those with motion; off: all."
+        ),
+    ] = GateMode.detect,
     jobs: Annotated[
         int, typer.Option(min=1, help="Inputs processed at once; their VLM windows are batched together.")
     ] = 1,
@@ -147,6 +161,7 @@ def watch_command(
             device=device,
             batch_size=batch_size,
             blur=blur,
+            gate=GateOptions(mode=gate.value),
             redact=RedactOptions(
                 detect=detect,
                 mode=mode.value,

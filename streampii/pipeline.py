@@ -19,6 +19,7 @@ from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
 from streampii.errors import InputError
 from streampii.events import Event, EventMerger
+from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.redactor import RedactOptions, Redactor
 from streampii.rtsp import LiveOptions, LiveSource, is_live
 from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
@@ -43,6 +44,7 @@ class WatchOptions:
     batch_size: int = 1
     blur: bool = False
     redact: RedactOptions = field(default_factory=RedactOptions)
+    gate: GateOptions = field(default_factory=GateOptions)
 
     def settings(self) -> dict:
         settings = {
@@ -53,6 +55,7 @@ class WatchOptions:
             "device": self.device,
             "batch_size": self.batch_size,
             "blur": self.blur,
+            "gate": asdict(self.gate),
         }
         if self.blur:
             settings["redact"] = asdict(self.redact)
@@ -249,6 +252,16 @@ def _run(
     frames = _counted(sample_frames(timer.wrap("decode", src.decoded(report)), options.sampler), result)
     windows = sliding_windows(frames, options.windows, fps)
     step = options.windows.frame_counts(fps)[1]
+    # the gate spares the VLM idle windows; with no VLM there is nothing to spare
+    gate = Gate(options.gate) if analyzers and options.gate.mode != "off" else None
+    if gate is not None:
+        manifest.extra["gate"] = lambda: {
+            **gate.describe(),
+            "detector_runs": gate.detector_runs,
+            "detector_reuses": gate.detector_reuses,
+        }
+    else:
+        manifest.extra["gate"] = lambda: {"mode": options.gate.mode if analyzers else "off (no VLM to spare)"}
 
     def detector_events(log: EventLog) -> None:
         emit(sorted(src.detector_events, key=lambda e: (e.start, e.category)), log)
@@ -262,33 +275,34 @@ def _run(
                 emit(merger.close(), log)
         manifest.save(result, report, timer, window_rows, by_category)
         last_save = time.monotonic()
-        for batch in _batches(windows, options.batch_size, timer):
+        for batch in _batches(_gated(windows, gate, timer), options.batch_size):
             if resume is not None:  # windows a killed run finished: their events are in the log already
-                for window in (w for w in batch if resume.done(w.index)):
+                for window, _ in (item for item in batch if resume.done(item[0].index)):
                     window_rows.append({**_window_row(window, []), "status": "resumed"})
                     result.windows += 1
-                batch = [w for w in batch if not resume.done(w.index)]
+                batch = [item for item in batch if not resume.done(item[0].index)]
                 if not batch:
                     continue
-            results = _analyze(batch, analyzers, timer)
-            for window in batch:
+            results = _analyze([w for w, decision in batch if decision.analyze], analyzers, timer)
+            for window, decision in batch:
                 rows = [r for r in results if r.window is window]
-                window_rows.append(_window_row(window, rows))
+                window_rows.append(_window_row(window, rows, decision))
                 result.windows += 1
                 result.windows_failed += any(r.error for r in rows)
                 findings = [f for r in rows for f in r.findings]
                 emit(merger.add(findings, now=window.start, wall_clock=src.wall_clock), log)
-                if redactor is not None and analyzers:
-                    redactor.add_hints(findings)
-                    # frames before the next window's first frame are in no later window
-                    frontier = window.frames[step].t - options.redact.margin if len(window.frames) > step else None
-                    redactor.release(frontier)
+                if redactor is not None:
+                    if analyzers:
+                        redactor.add_hints(findings)
+                        # frames before the next window's first frame are in no later window
+                        frontier = window.frames[step].t - options.redact.margin if len(window.frames) > step else None
+                        redactor.release(frontier)
                     detector_events(log)
                 _write_debug(out, stem, rows)
                 if resume is not None:
                     resume.window_done(window.index, window.end, log, merger, _resume_data(log, by_category, result))
             if on_progress is not None:
-                on_progress(Progress(info.source, batch[-1].end, info.duration, result.windows, log.count))
+                on_progress(Progress(info.source, batch[-1][0].end, info.duration, result.windows, log.count))
             if time.monotonic() - last_save > MANIFEST_EVERY:
                 manifest.save(result, report, timer, window_rows, by_category)
                 last_save = time.monotonic()
@@ -338,33 +352,54 @@ def _counted(frames, result: RunResult):
         yield frame
 
 
-def _batches(windows: Iterator[Window], size: int, timer: _StageTimer) -> Iterator[list[Window]]:
-    batch: list[Window] = []
+def _gated(windows: Iterator[Window], gate: Gate | None, timer: _StageTimer) -> Iterator[tuple[Window, GateDecision]]:
+    """Each window with the gate's decision (all analysed when there is no gate)."""
     for window in timer.wrap("sample", windows):
-        batch.append(window)
-        if len(batch) >= max(1, size):
+        if gate is None:
+            yield window, GateDecision(window, True, "no gate", 0.0)
+            continue
+        with timer.stage("gate"):
+            decision = gate.decide(window)
+        yield window, decision
+
+
+def _batches(decided: Iterator[tuple[Window, GateDecision]], size: int) -> Iterator[list[tuple[Window, GateDecision]]]:
+    """Windows in order, cut so that each batch holds ``size`` windows to analyse (skipped ones ride along)."""
+    batch: list[tuple[Window, GateDecision]] = []
+    count = 0
+    for window, decision in decided:
+        batch.append((window, decision))
+        count += decision.analyze
+        if count >= max(1, size):
             yield batch
-            batch = []
+            batch, count = [], 0
     if batch:
         yield batch
 
 
 def _analyze(batch: list[Window], analyzers: Sequence[Analyzer], timer: _StageTimer) -> list[WindowResult]:
     results: list[WindowResult] = []
+    if not batch:
+        return results
     for analyzer in analyzers:
         with timer.stage(analyzer.name):
             results.extend(analyzer.analyze(batch))
     return results
 
 
-def _window_row(window: Window, rows: list[WindowResult]) -> dict:
+def _window_row(window: Window, rows: list[WindowResult], decision: GateDecision | None = None) -> dict:
+    status = "failed" if any(r.error for r in rows) else ("analyzed" if rows else "no_analyzer")
+    if decision is not None and not decision.analyze:
+        status = "skipped"
     row: dict = {
         "index": window.index,
         "start": round(window.start, 3),
         "end": round(window.end, 3),
         "frames": len(window.frames),
-        "status": "failed" if any(r.error for r in rows) else ("analyzed" if rows else "no_analyzer"),
+        "status": status,
     }
+    if decision is not None and decision.reason != "no gate":
+        row["gate"] = decision.reason
     tokens = [r.visual_tokens for r in rows if r.visual_tokens is not None]
     if tokens:
         row["visual_tokens"] = sum(tokens)

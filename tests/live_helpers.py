@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from streampii.gate import GateOptions
+
 HERE = Path(__file__).resolve().parent
+NO_GATE = GateOptions(mode="off")  # these tests count windows: every one goes to the analyzer
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
@@ -122,7 +125,9 @@ def main(argv: list[str]) -> int:
 
     source, out = argv[0], Path(argv[1])
     delay = float(argv[2]) if len(argv) > 2 else 0.0
-    options = WatchOptions(out=out, sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0))
+    options = WatchOptions(
+        out=out, sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0), gate=NO_GATE
+    )
     with RunState(out) as state:
         result = watch(source, options, [BrightnessAnalyzer(delay=delay)], state=state)
     print(result.state, result.events, flush=True)

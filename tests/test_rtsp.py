@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from live_helpers import HERE, BlackHole, BrightnessAnalyzer, RtspServer, gst_rtsp_available
+from live_helpers import HERE, NO_GATE, BlackHole, BrightnessAnalyzer, RtspServer, gst_rtsp_available
 
 from streampii.errors import InputError
 from streampii.pipeline import WatchOptions, watch
@@ -52,7 +52,9 @@ def stop_after(stop: StopFlag, seconds: float) -> threading.Timer:
 
 def test_clean_stream_gives_events_with_wall_clock(server: RtspServer, tmp_path: Path) -> None:
     stop = StopFlag()
-    options = WatchOptions(out=tmp_path, sampler=SamplerOptions(fps=4), windows=WindowOptions(window=1.0, stride=0.5))
+    options = WatchOptions(
+        out=tmp_path, sampler=SamplerOptions(fps=4), windows=WindowOptions(window=1.0, stride=0.5), gate=NO_GATE
+    )
     stop_after(stop, 3.0)
     before = time.time()
     result = watch(server.url(), options, [BrightnessAnalyzer()], stem="cam", stop=stop, live=FAST)

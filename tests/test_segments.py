@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from live_helpers import BrightnessAnalyzer, brightness_draw
+from live_helpers import NO_GATE, BrightnessAnalyzer, brightness_draw
 from videos import write_video
 
 from streampii.pipeline import WatchOptions, watch
@@ -23,7 +23,7 @@ from streampii.segments import describe_segment, finished, list_segments, name_t
 from streampii.state import RunState, input_key
 from streampii.windows import WindowOptions
 
-OPTIONS = dict(sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0))
+OPTIONS = dict(sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0), gate=NO_GATE)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from live_helpers import HERE, BrightnessAnalyzer, brightness_draw
+from live_helpers import HERE, NO_GATE, BrightnessAnalyzer, brightness_draw
 from videos import write_video
 
 from streampii.analyzers import Finding, TimedBox
@@ -95,7 +95,10 @@ def test_open_events_survive_serialization() -> None:
 def test_resume_skips_done_windows(tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.mp4", [i / 5 for i in range(150)], draw=brightness_draw())
     options = WatchOptions(
-        out=tmp_path / "full", sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0)
+        out=tmp_path / "full",
+        sampler=SamplerOptions(fps=2.0),
+        windows=WindowOptions(window=2.0, stride=1.0),
+        gate=NO_GATE,
     )
     watch(str(video), options, [BrightnessAnalyzer()])
     expected = (tmp_path / "full" / "v.events.jsonl").read_bytes()
@@ -111,7 +114,7 @@ def test_resume_skips_done_windows(tmp_path: Path) -> None:
             return super().analyze(windows)
 
     out = tmp_path / "resumed"
-    options = WatchOptions(out=out, sampler=options.sampler, windows=options.windows)
+    options = WatchOptions(out=out, sampler=options.sampler, windows=options.windows, gate=NO_GATE)
     with RunState(out) as state, pytest.raises(KeyboardInterrupt):
         watch(str(video), options, [Stopper()], state=state)
     counting = BrightnessAnalyzer()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from streampii.analyzers import Finding, TimedBox, WindowResult
+from streampii.gate import GateOptions
 from streampii.pipeline import WatchOptions, watch
 from streampii.redactor import RedactOptions
 from streampii.sampler import SamplerOptions
@@ -91,6 +92,7 @@ def test_vlm_boxes_are_masked_on_every_frame(walk, tmp_path: Path) -> None:
         sampler=SamplerOptions(fps=4),
         windows=WindowOptions(window=1.0, stride=0.5),
         blur=True,
+        gate=GateOptions(mode="off"),
         redact=RedactOptions(detect=(), margin=0.3, mode="fill", shape="rect"),
     )
     analyzer = BoxAnalyzer()

@@ -1,0 +1,73 @@
+"""The gate inside `watch`: idle windows skip the VLM and are counted; active ones are analysed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from videos import write_video
+
+from streampii.analyzers import WindowResult
+from streampii.gate import GateOptions
+from streampii.pipeline import WatchOptions, watch
+from streampii.windows import Window, WindowOptions
+
+ACTIVE = (12.0, 16.0)  # seconds in which a figure crosses the scene
+
+
+class CountingAnalyzer:
+    name = "counting-vlm"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float]] = []
+
+    def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+        self.seen.extend((w.start, w.end) for w in windows)
+        return [WindowResult(w, [], self.name, visual_tokens=1) for w in windows]
+
+    def describe(self) -> dict:
+        return {"analyzer": self.name}
+
+
+@pytest.fixture(scope="module")
+def corridor(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(0)
+    scene = cv2.resize(rng.uniform(40, 200, (9, 16, 3)).astype(np.float32), (320, 180)).astype(np.uint8)
+
+    def draw(i: int, t: float) -> np.ndarray:
+        image = scene.copy()
+        if ACTIVE[0] <= t <= ACTIVE[1]:
+            x = int(20 + (t - ACTIVE[0]) * 60)
+            image[60:140, x : x + 40] = (20, 20, 30)
+        return image
+
+    return write_video(tmp_path_factory.mktemp("gate") / "corridor.mp4", [i / 5 for i in range(150)], draw=draw)
+
+
+@pytest.mark.parametrize("mode", ["motion", "off"])
+def test_idle_windows_skip_the_vlm_and_are_counted(corridor: Path, tmp_path: Path, mode: str) -> None:
+    analyzer = CountingAnalyzer()
+    options = WatchOptions(out=tmp_path, windows=WindowOptions(window=4, stride=2), gate=GateOptions(mode=mode))
+    result = watch(str(corridor), options, [analyzer])
+    assert result.state == "complete"
+    manifest = json.loads((tmp_path / "corridor.manifest.json").read_text())
+    counts, rows = manifest["counts"], manifest["windows"]
+    assert counts["windows_total"] == len(rows) == result.windows
+    assert manifest["gate"]["mode"] == mode
+    if mode == "off":
+        assert counts["windows_skipped"] == 0 and len(analyzer.seen) == len(rows)
+        return
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert counts["windows_skipped"] == len(skipped) >= len(rows) // 2
+    assert counts["windows_analyzed"] == len(analyzer.seen) == len(rows) - len(skipped)
+    assert all(r["gate"] == "idle" for r in skipped)
+    # every window that overlaps the active stretch went to the VLM
+    for r in rows:
+        if r["start"] <= ACTIVE[1] and r["end"] >= ACTIVE[0]:
+            assert r["status"] == "analyzed", r
+    assert rows[0]["gate"] == "first window"
+    assert "gate" in manifest["timings"]["stages"]
