@@ -107,6 +107,9 @@ def watch_command(
     ] = DEFAULT_MODEL,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per VLM generate call.")] = 1,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=16, help="Longest VLM answer per window, in tokens (a dozen findings fit in 512).")
+    ] = 512,
     blur: Annotated[
         bool, typer.Option("--blur/--no-blur", help="Also write <stem>.redacted.mp4 with PII blurred.")
     ] = False,
@@ -160,6 +163,7 @@ def watch_command(
             model=model,
             device=device,
             batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
             blur=blur,
             gate=GateOptions(mode=gate.value),
             redact=RedactOptions(
@@ -176,7 +180,7 @@ def watch_command(
             ),
         )
     except ValueError as exc:
-        err.print(f"streampii: error: {exc}")
+        _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     analyzers, note = _build_analyzers(options)
     sources = expand_inputs(inputs)
@@ -304,7 +308,7 @@ def _build_analyzers(options: WatchOptions) -> tuple[list, str | None]:
         from streampii.analyzers.qwen import load_qwen2vl, vlm_available
     except ImportError as exc:  # the VLM extra is not installed
         if options.vlm == "qwen2-vl":
-            err.print(f"streampii: error: --vlm qwen2-vl: cannot import the Qwen2-VL analyzer ({exc})")
+            _error(f"--vlm qwen2-vl: cannot import the Qwen2-VL analyzer ({exc})")
             raise typer.Exit(EXIT_FAILED) from None
         return [], f"Qwen2-VL analyzer unavailable ({exc})"
     if options.vlm == "auto":
@@ -313,12 +317,15 @@ def _build_analyzers(options: WatchOptions) -> tuple[list, str | None]:
             _warn(f"running without the VLM: {reason}")
             return [], reason
     try:
-        return [load_qwen2vl(options.model, options.device, batch_size=options.batch_size)], None
+        analyzer = load_qwen2vl(
+            options.model, options.device, batch_size=options.batch_size, max_new_tokens=options.max_new_tokens
+        )
+        return [analyzer], None
     except AnalyzerError as exc:
         if options.vlm == "auto":
             _warn(f"running without the VLM: {exc}")
             return [], str(exc)
-        err.print(f"streampii: error: {redact_url(options.model)}: {exc}")
+        _error(f"{options.model}: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
 
 

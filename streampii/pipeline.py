@@ -42,6 +42,7 @@ class WatchOptions:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     batch_size: int = 1
+    max_new_tokens: int = 512
     blur: bool = False
     redact: RedactOptions = field(default_factory=RedactOptions)
     gate: GateOptions = field(default_factory=GateOptions)
@@ -54,6 +55,7 @@ class WatchOptions:
             "model": redact_url(self.model),
             "device": self.device,
             "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens,
             "blur": self.blur,
             "gate": asdict(self.gate),
         }

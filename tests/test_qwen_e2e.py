@@ -1,0 +1,185 @@
+"""Qwen2-VL end to end with the tiny random model: the CLI, batching, and the VLM's error paths.
+
+The tiny model (scripts/make_tiny_qwen2vl.py) answers noise, so its windows usually fail to
+parse: that is expected here. What these tests check is the real plumbing: the processor, the
+visual token counts, left-padded batches, the manifest, the debug files and the event log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from streampii.sampler import SamplerOptions, sample_frames, smart_resize
+from streampii.sinks import event_schema
+from streampii.source import decode_video, describe, open_video
+from streampii.windows import Window
+
+ROOT = Path(__file__).resolve().parent.parent
+STREET = ROOT / "samples" / "street.mp4"  # 640x360, 8 s: two windows at the defaults (8 and 4 frames)
+
+
+def streampii(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """``python -m streampii ARGS`` offline, one torch thread (the 2 cores are shared), no terminal width."""
+    environ = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    environ.update({"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", **env})
+    return subprocess.run(
+        [sys.executable, "-m", "streampii", *args], capture_output=True, text=True, cwd=ROOT, env=environ, timeout=300
+    )
+
+
+def expected_tokens(frames: int, height: int, width: int) -> int:
+    """Qwen2-VL's visual tokens: frame pairs x (H/28) x (W/28)."""
+    assert frames % 2 == 0 and height % 28 == 0 and width % 28 == 0
+    return frames // 2 * (height // 28) * (width // 28)
+
+
+def test_watch_with_tiny_qwen2vl(tiny_qwen2vl: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = streampii(
+        "watch",
+        str(STREET),
+        "--vlm",
+        "qwen2-vl",
+        "--model",
+        str(tiny_qwen2vl),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "64",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+    manifest = json.loads((out / "street.manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    assert [a["analyzer"] for a in manifest["analyzers"]] == ["qwen2-vl"]
+    qwen = manifest["analyzers"][0]
+    assert qwen["model"] == str(tiny_qwen2vl) and qwen["batch_size"] == 2
+    assert manifest["analyzers_note"] is None
+
+    # every sampled frame is on the 28-px grid the sampler computes from the input's size
+    settings = manifest["settings"]
+    height, width = smart_resize(
+        manifest["input"]["height"], manifest["input"]["width"], settings["min_pixels"], settings["max_pixels"]
+    )
+    assert (height, width) == (280, 504)  # 640x360 at max_pixels 360*420
+    windows = manifest["windows"]
+    assert [w["frames"] for w in windows] == [8, 4]
+    for row in windows:
+        assert row["visual_tokens"] == expected_tokens(row["frames"], height, width), row
+        assert row["status"] in ("analyzed", "failed"), row
+    assert [w["visual_tokens"] for w in windows] == [720, 360]
+    counts = manifest["counts"]
+    assert counts["windows_total"] == len(windows)
+    assert counts["windows_analyzed"] + counts["windows_failed"] == len(windows)
+    assert counts["visual_tokens"] == sum(w["visual_tokens"] for w in windows)
+
+    # a window the model's noise could not be parsed for keeps its raw answer for debugging
+    debug = out / "street.debug"
+    for row in windows:
+        files = sorted(debug.glob(f"window-{row['index']:05d}*.txt"))
+        if row["status"] == "failed":
+            assert row["error"].startswith("unparseable answer"), row
+            assert len(files) == 1, row
+            assert files[0].read_text(encoding="utf-8").strip(), f"{files[0]} is empty"
+        else:
+            assert not files
+
+    schema = event_schema()
+    lines = (out / "street.events.jsonl").read_text(encoding="utf-8").splitlines()
+    for line in lines:
+        event = json.loads(line)
+        jsonschema.validate(event, schema)
+        assert event["detector"] == "qwen2-vl"
+    assert counts["events"] == len(lines)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the in-process model runs: the machine's cores are shared."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def street_windows() -> list[Window]:
+    """Real sampled frames of street.mp4 in windows of 8, 2 and 4 frames: unequal prompt lengths."""
+    container = open_video(str(STREET))
+    try:
+        info = describe(container, str(STREET))
+        frames = list(sample_frames(decode_video(container, info), SamplerOptions()))
+    finally:
+        container.close()
+    return [Window(0, tuple(frames[0:8])), Window(1, tuple(frames[2:4])), Window(2, tuple(frames[4:8]))]
+
+
+def test_batched_generate_matches_one_window_at_a_time(tiny_qwen2vl: Path, one_thread, monkeypatch) -> None:
+    from streampii.analyzers.qwen import load_qwen2vl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    windows = street_windows()
+    analyzer = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=1, max_new_tokens=8)
+    single = analyzer.analyze(windows)
+    analyzer.batch_size = 3
+    batched = analyzer.analyze(windows)
+
+    assert analyzer.processor.tokenizer.padding_side == "left"
+    for results in (single, batched):
+        assert [r.window for r in results] == windows  # one result per window, in order
+        assert [r.analyzer for r in results] == ["qwen2-vl"] * 3
+    tokens = [expected_tokens(len(w.frames), *w.frames[0].image.shape[:2]) for w in windows]
+    assert tokens == [720, 180, 360]
+    assert [r.visual_tokens for r in single] == tokens
+    assert [r.visual_tokens for r in batched] == tokens
+    # left padding: each row of the batch continues at its own end, so greedy answers do not change
+    assert [r.raw for r in batched] == [r.raw for r in single]
+    assert len({r.raw for r in single}) > 1  # the windows really got different answers
+
+
+def test_missing_model_folder_is_one_line_error(tmp_path: Path) -> None:
+    proc = streampii("watch", str(STREET), "--vlm", "qwen2-vl", "--model", "/nonexistent", "--out", str(tmp_path))
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert "/nonexistent" in proc.stderr and "no such folder" in proc.stderr
+    assert not list(tmp_path.iterdir()), "nothing is written when the model the user insisted on cannot load"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+
+
+def test_auto_without_gpu_or_cached_weights_runs_without_the_vlm(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    empty_cache = tmp_path / "hf-home"
+    empty_cache.mkdir()
+    proc = streampii(
+        "watch",
+        str(STREET),
+        "--vlm",
+        "auto",
+        "--model",
+        "Qwen/Qwen2-VL-2B-Instruct",
+        "--out",
+        str(out),
+        HF_HOME=str(empty_cache),
+        CUDA_VISIBLE_DEVICES="",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "running without the VLM" in proc.stderr
+    manifest = json.loads((out / "street.manifest.json").read_text())
+    assert manifest["analyzers"] == []
+    note = manifest["analyzers_note"]
+    assert "no CUDA GPU" in note and "Qwen/Qwen2-VL-2B-Instruct" in note
+    assert {w["status"] for w in manifest["windows"]} == {"no_analyzer"}
+    assert (out / "street.events.jsonl").read_text() == ""
