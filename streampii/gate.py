@@ -29,6 +29,7 @@ import numpy as np
 
 from streampii.detectors import Detections, Detector
 from streampii.sampler import Frame
+from streampii.timing import StageTimes
 from streampii.windows import Window
 
 GATE_MODES = ("off", "motion", "detect")
@@ -166,7 +167,8 @@ def _default_slots() -> list[_Slot]:
         from streampii.detectors.text import TextDetector, TextOptions
 
         # boxes are enough to gate on; recognition would double the cost
-        return TextDetector(kinds=("plate", "text"), options=TextOptions(recognize=False))
+        # and frames on the Qwen grid are small: PP-OCR's default 736-pixel input would upscale them
+        return TextDetector(kinds=("plate", "text"), options=TextOptions(recognize=False, side_len=480))
 
     # cheapest first: CenterFace takes a fraction of PP-OCR's time, and one hit ends the search
     return [_Slot("centerface", face), _Slot("ppocr", text)]
@@ -184,6 +186,7 @@ class Gate:
         else:
             # given detectors run in the order given: put the cheapest first
             self._slots = [_Slot(getattr(d, "name", type(d).__name__), lambda d=d: d, d) for d in detectors]
+        self.times = StageTimes()
         self.reset()
 
     def reset(self) -> None:
@@ -288,7 +291,10 @@ class Gate:
         for k, slot in enumerate(self._slots):
             for f in chosen:
                 if (f.index, k) not in self._found:
-                    self._found[(f.index, k)] = self._hit(slot.get().detect(f.image))
+                    detector = slot.get()
+                    with self.times.stage("gate_detect"):  # model time, reported apart from the gate's own
+                        found = detector.detect(f.image)
+                    self._found[(f.index, k)] = self._hit(found)
                     if self._found[(f.index, k)]:
                         return self._found[(f.index, k)]
         return None

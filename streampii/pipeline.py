@@ -257,6 +257,7 @@ def _run(
     # the gate spares the VLM idle windows; with no VLM there is nothing to spare
     gate = Gate(options.gate) if analyzers and options.gate.mode != "off" else None
     if gate is not None:
+        timer.gate = gate
         manifest.extra["gate"] = lambda: {
             **gate.describe(),
             "detector_runs": gate.detector_runs,
@@ -427,11 +428,16 @@ class _StageTimer(StageTimes):
     def __init__(self) -> None:
         super().__init__()
         self.redactor: Redactor | None = None
+        self.gate: Gate | None = None  # its detectors' time runs inside "gate"
 
     def exclusive(self, cpu: bool = False) -> dict[str, float]:
         own = dict(self.cpu if cpu else self.wall)
         if "sample" in own:
             own["sample"] = max(0.0, own["sample"] - own.get("decode", 0.0))
+        if self.gate is not None:
+            spent = (self.gate.times.cpu if cpu else self.gate.times.wall)["gate_detect"]
+            own["gate_detect"] = spent
+            own["gate"] = max(0.0, own.get("gate", 0.0) - spent)
         if self.redactor is not None:
             inner = self.redactor.report.times
             for stage, spent in (inner.cpu if cpu else inner.wall).items():

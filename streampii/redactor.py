@@ -83,7 +83,7 @@ class RedactReport:
     audio_streams: int = 0
     seconds: float = 0.0
     decode: DecodeReport | None = None
-    times: StageTimes = field(default_factory=StageTimes)  # detect, mask, encode (H.264 + mux)
+    times: StageTimes = field(default_factory=StageTimes)  # convert, detect, mask, encode (H.264 + mux)
 
     def summary(self) -> dict:
         """Facts for the manifest."""
@@ -233,7 +233,9 @@ class Redactor:
                 continue
             self._due[i] = decoded.t
             if self.options.static_threshold:
-                thumb = thumb if thumb is not None else _thumbnail(decoded)
+                if thumb is None:
+                    with self.report.times.stage("convert"):
+                        thumb = _thumbnail(decoded)
                 last = self._last_run[i]
                 if last is not None and decoded.t - last[0] <= self.options.static_max_age:
                     if _unchanged(last[1], thumb, self.options.static_threshold):
@@ -241,8 +243,10 @@ class Redactor:
                         self.tracker.update(decoded.t, last[2], link_gap=self.gaps[i])
                         self.report.reused[detector.name] += 1
                         continue
+            if image is None:
+                with self.report.times.stage("convert"):
+                    image = upright_rgb(decoded)
             with self.report.times.stage("detect"):
-                image = image if image is not None else upright_rgb(decoded)
                 found = detector.detect(image)
             self.tracker.update(decoded.t, found, link_gap=self.gaps[i])
             self.report.detections[detector.name] += 1
