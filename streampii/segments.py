@@ -200,11 +200,18 @@ def segments_command(
     model: Annotated[str, typer.Option(help="Qwen2-VL hub id or local folder.")] = "Qwen/Qwen2-VL-7B-Instruct",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per VLM generate call.")] = 1,
+    gate: Annotated[str, typer.Option(help="Which windows the VLM sees: detect, motion or off.")] = "detect",
+    blur: Annotated[
+        bool, typer.Option("--blur/--no-blur", help="Also write <segment>.redacted.mp4 with faces and plates blurred.")
+    ] = False,
+    detect: Annotated[str, typer.Option(help="--blur: what the detectors localize: face, plate, text.")] = "face,plate",
 ) -> None:
     """Process every finished segment in FOLDER once, oldest first (resumable; --watch for new ones)."""
     from streampii import cli
+    from streampii.gate import GateOptions
     from streampii.pipeline import WatchOptions
     from streampii.pipeline import watch as watch_input
+    from streampii.redactor import RedactOptions
     from streampii.rtsp import StopFlag, stop_on_signals
     from streampii.sampler import SamplerOptions
     from streampii.state import RunState, input_key
@@ -225,9 +232,12 @@ def segments_command(
             model=model,
             device=device,
             batch_size=batch_size,
+            gate=GateOptions(mode=gate),
+            blur=blur,
+            redact=RedactOptions(detect=detect),
         )
     except ValueError as exc:
-        cli.err.print(f"streampii: error: {exc}")
+        cli._error(str(exc))
         raise typer.Exit(cli.EXIT_USAGE) from None
     analyzers, note = cli._build_analyzers(options)
     stop = StopFlag()
