@@ -88,30 +88,58 @@ def watch_command(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for <stem>.events.jsonl, .manifest.json, .redacted.mp4.")
     ] = Path("streampii-out"),
-    fps: Annotated[float, typer.Option(help="Frames sampled per second of video (by presentation timestamp).")] = 1.0,
+    fps: Annotated[
+        float,
+        typer.Option(
+            help="Frames sampled per second of video (by presentation timestamp).",
+            rich_help_panel="Sampling and windows",
+        ),
+    ] = 1.0,
     max_pixels: Annotated[
-        int, typer.Option(help="Pixel budget per sampled frame; frames are resized to multiples of 28 within it.")
+        int,
+        typer.Option(
+            help="Pixel budget per sampled frame; frames are resized to multiples of 28 within it.",
+            rich_help_panel="Sampling and windows",
+        ),
     ] = 360 * 420,
-    window: Annotated[float, typer.Option(help="Seconds of video per VLM window.")] = 8.0,
+    window: Annotated[
+        float, typer.Option(help="Seconds of video per VLM window.", rich_help_panel="Sampling and windows")
+    ] = 8.0,
     stride: Annotated[
-        float, typer.Option(help="Seconds between window starts (less than --window: windows overlap).")
+        float,
+        typer.Option(
+            help="Seconds between window starts (less than --window: windows overlap).",
+            rich_help_panel="Sampling and windows",
+        ),
     ] = 6.0,
     vlm: Annotated[
         VLM,
         typer.Option(
-            help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local; qwen2-vl: insist; off: no VLM."
+            help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local; qwen2-vl: insist; off: no VLM.",
+            rich_help_panel="VLM",
         ),
     ] = VLM.auto,
     model: Annotated[
-        str, typer.Option(help="Qwen2-VL hub id or local folder (Qwen/Qwen2-VL-2B-Instruct for small GPUs).")
+        str,
+        typer.Option(
+            help="Qwen2-VL hub id or local folder (Qwen/Qwen2-VL-2B-Instruct for small GPUs).", rich_help_panel="VLM"
+        ),
     ] = DEFAULT_MODEL,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per VLM generate call.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="VLM")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per VLM generate call.", rich_help_panel="VLM")] = 1,
     max_new_tokens: Annotated[
-        int, typer.Option(min=16, help="Longest VLM answer per window, in tokens (a dozen findings fit in 512).")
+        int,
+        typer.Option(
+            min=16,
+            help="Longest VLM answer per window, in tokens (a dozen findings fit in 512).",
+            rich_help_panel="VLM",
+        ),
     ] = 512,
     blur: Annotated[
-        bool, typer.Option("--blur/--no-blur", help="Also write <stem>.redacted.mp4 with PII blurred.")
+        bool,
+        typer.Option(
+            "--blur/--no-blur", help="Also write <stem>.redacted.mp4 with PII blurred.", rich_help_panel="Blur"
+        ),
     ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print each event to stdout as a JSON line as it is found.")
@@ -120,37 +148,63 @@ def watch_command(
         bool, typer.Option("--resume/--no-resume", help="Continue where a killed run stopped (state in --out).")
     ] = True,
     record: Annotated[
-        Path | None, typer.Option(help="rtsp:// inputs: also record the stream into segment files in this folder.")
+        Path | None,
+        typer.Option(
+            help="Also record the stream into segment files in this folder.", rich_help_panel="Live cameras (rtsp://)"
+        ),
     ] = None,
-    segment_seconds: Annotated[float, typer.Option(help="Length of each recorded segment file, seconds.")] = 300.0,
-    timeout: Annotated[float, typer.Option(help="rtsp:// inputs: seconds to wait when connecting or reading.")] = 10.0,
+    segment_seconds: Annotated[
+        float,
+        typer.Option(help="Length of each recorded segment file, seconds.", rich_help_panel="Live cameras (rtsp://)"),
+    ] = 300.0,
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait when connecting or reading.", rich_help_panel="Live cameras (rtsp://)"),
+    ] = 10.0,
     detect: Annotated[
-        str, typer.Option(help="--blur: what the detectors localize on every frame: face, plate, text (comma list).")
+        str,
+        typer.Option(
+            help="What the detectors localize on every frame: face, plate, text (comma list).", rich_help_panel="Blur"
+        ),
     ] = "face,plate",
-    mode: Annotated[MaskMode, typer.Option(help="--blur: how a box is obscured.")] = MaskMode.blur,
-    mask_shape: Annotated[MaskShape, typer.Option(help="--blur: face masks (text and plates are rectangles).")] = (
-        MaskShape.ellipse
-    ),
-    mask_scale: Annotated[float, typer.Option(help="--blur: grow each box by this factor before masking.")] = 1.3,
-    face_threshold: Annotated[float, typer.Option(help="--blur: CenterFace score threshold (lower finds more).")] = 0.2,
-    text_threshold: Annotated[float, typer.Option(help="--blur: PP-OCR text box score threshold.")] = 0.5,
+    mode: Annotated[MaskMode, typer.Option(help="How a box is obscured.", rich_help_panel="Blur")] = MaskMode.blur,
+    mask_shape: Annotated[
+        MaskShape, typer.Option(help="Face masks (text and plates are rectangles).", rich_help_panel="Blur")
+    ] = (MaskShape.ellipse),
+    mask_scale: Annotated[
+        float, typer.Option(help="Grow each box by this factor before masking.", rich_help_panel="Blur")
+    ] = 1.3,
+    face_threshold: Annotated[
+        float, typer.Option(help="CenterFace score threshold (lower finds more).", rich_help_panel="Blur")
+    ] = 0.2,
+    text_threshold: Annotated[
+        float, typer.Option(help="PP-OCR text box score threshold.", rich_help_panel="Blur")
+    ] = 0.5,
     detect_interval: Annotated[
-        float, typer.Option(help="--blur: seconds between face detections; tracks fill the frames between.")
+        float,
+        typer.Option(help="Seconds between face detections; tracks fill the frames between.", rich_help_panel="Blur"),
     ] = RedactOptions.detect_interval,
     clips: Annotated[
-        bool, typer.Option("--clips", help="--blur: write only the stretches around PII, one file each.")
+        bool,
+        typer.Option("--clips", help="Write only the stretches around PII, one file each.", rich_help_panel="Blur"),
     ] = False,
-    crf: Annotated[int, typer.Option(help="--blur: H.264 quality (0 lossless .. 51 worst).")] = 20,
-    preset: Annotated[str, typer.Option(help="--blur: x264 speed preset (ultrafast .. veryslow).")] = "veryfast",
+    crf: Annotated[int, typer.Option(help="H.264 quality (0 lossless .. 51 worst).", rich_help_panel="Blur")] = 20,
+    preset: Annotated[
+        str, typer.Option(help="X264 speed preset (ultrafast .. veryslow).", rich_help_panel="Blur")
+    ] = "veryfast",
     gate: Annotated[
         GateMode,
         typer.Option(
             help="Which windows the VLM sees. detect: those with motion or a face/text the detectors see; "
-            "motion: those with motion; off: all."
+            "motion: those with motion; off: all.",
+            rich_help_panel="VLM",
         ),
     ] = GateMode.detect,
     jobs: Annotated[
-        int, typer.Option(min=1, help="Inputs processed at once; their VLM windows are batched together.")
+        int,
+        typer.Option(
+            min=1, help="Inputs processed at once; their VLM windows are batched together.", rich_help_panel="VLM"
+        ),
     ] = 1,
 ) -> None:
     """Analyse videos and write a timestamped log of the personal data they show."""
