@@ -177,11 +177,17 @@ class _Source:
     redactor: Redactor | None = None
     detector_events: list[Event] = field(default_factory=list)  # detector tracks the redactor closed
 
-    def decoded(self, report: DecodeReport) -> Iterator:
+    def decoded(self, report: DecodeReport, timer: StageTimes) -> Iterator:
         """Decoded frames; with a redactor, each frame goes to it too (one decode pass for both)."""
-        for frame in self.frames(report):
+        frames = iter(self.frames(report))
+        while True:
+            with timer.stage("decode"):
+                frame = next(frames, None)
+            if frame is None:
+                return
             if self.redactor is not None:
-                self.redactor.push(frame)
+                with timer.stage("redact"):
+                    self.redactor.push(frame)
             yield frame
 
     def close(self) -> None:
@@ -251,7 +257,7 @@ def _run(
                 on_event(record)
 
     fps = options.sampler.fps
-    frames = _counted(sample_frames(timer.wrap("decode", src.decoded(report)), options.sampler), result)
+    frames = _counted(sample_frames(src.decoded(report, timer), options.sampler), result)
     windows = sliding_windows(frames, options.windows, fps)
     step = options.windows.frame_counts(fps)[1]
     # the gate spares the VLM idle windows; with no VLM there is nothing to spare
@@ -422,8 +428,8 @@ def _write_debug(out: Path, stem: str, rows: list[WindowResult]) -> None:
 
 
 class _StageTimer(StageTimes):
-    """Stage times of one input, each reported on its own: "sample" runs the decoder inside it,
-    and "decode" runs the redactor's detect, mask and encode inside it."""
+    """Stage times of one input, each reported on its own: "sample" runs decode and the
+    redactor's push inside it; the redactor and the gate time their own parts."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -432,17 +438,15 @@ class _StageTimer(StageTimes):
 
     def exclusive(self, cpu: bool = False) -> dict[str, float]:
         own = dict(self.cpu if cpu else self.wall)
-        if "sample" in own:
-            own["sample"] = max(0.0, own["sample"] - own.get("decode", 0.0))
+        # "sample" pulls frames through decode and the redactor's push: count those apart
+        own["sample"] = max(0.0, own.get("sample", 0.0) - own.get("decode", 0.0) - own.pop("redact", 0.0))
         if self.gate is not None:
             spent = (self.gate.times.cpu if cpu else self.gate.times.wall)["gate_detect"]
             own["gate_detect"] = spent
             own["gate"] = max(0.0, own.get("gate", 0.0) - spent)
         if self.redactor is not None:
             inner = self.redactor.report.times
-            for stage, spent in (inner.cpu if cpu else inner.wall).items():
-                own[stage] = spent
-                own["decode"] = max(0.0, own.get("decode", 0.0) - spent)
+            own.update((inner.cpu if cpu else inner.wall).items())
         return {k: round(v, 3) for k, v in own.items()}
 
 
