@@ -24,11 +24,28 @@ _PLATE_CHARS = re.compile(r"^[A-Z0-9][A-Z0-9 \-·.:]*[A-Z0-9]$")
 class TextOptions:
     box_threshold: float = 0.5  # PP-OCR detection box score
     text_score: float = 0.5  # recognition score below which a box keeps no value
-    side_len: int = 736  # PP-OCR resizes the shorter side to this (rapidocr's default)
+    side_len: int = 736  # PP-OCR upscales the shorter side to this (rapidocr's default)...
+    max_side: int | None = 960  # ...but its detection input's longer side stays at most this (None: no limit)
     recognize: bool = True  # read the text (values, plate test); off: every box is "text"
     plate_aspect: tuple[float, float] = (1.3, 8.0)  # width / height of a plate's box
     max_line_height: float = 0.2  # a text line is at most this fraction of the frame's shorter side
     threads: int = 0
+
+
+def detection_size(height: int, width: int, side_len: int, max_side: int | None) -> tuple[str, int]:
+    """rapidocr's (limit_type, limit_side_len) for a picture: the shorter side upscaled to ``side_len``
+    unless that makes the longer side exceed ``max_side``, then the longer side set to ``max_side``.
+
+    PP-OCR detection costs about its input's pixel count, and rapidocr's default alone keeps a
+    1920x1080 frame whole and upscales a 640x360 one to 1308x736 (4 times the pixels). Smaller is
+    also better for plates: PP-OCR's detector misses small text in large inputs. Generated plates
+    (scripts/bench_redact.py) 16-24 px tall in 1920x1080 frames: 14/18 found at 960 px, 17/18 at
+    1280 (1.5 times the cost), 2/18 at full size. Recognition reads crops of the full-size
+    picture whatever the detection size.
+    """
+    if max_side and max(height, width) * max(1.0, side_len / max(min(height, width), 1)) > max_side:
+        return "max", max_side
+    return "min", side_len
 
 
 def plate_like(text: str | None, box: np.ndarray | tuple, aspect: tuple[float, float] = (1.3, 8.0)) -> bool:
@@ -63,34 +80,47 @@ class TextDetector:
         if self.options.threads:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
         self._ocr = RapidOCR(params=params)
-        self._ocr.use_rec = self.options.recognize or "plate" in self.kinds
+        self._ocr.use_rec = False  # detect() recognizes only the boxes it keeps
+
+    def _size_detection(self, height: int, width: int) -> None:
+        det = self._ocr._load_det_model()  # reads its size limits on every call
+        det.limit_type, det.limit_side_len = detection_size(height, width, self.options.side_len, self.options.max_side)
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
+        from rapidocr.main import RapidOCRError
         from rapidocr.utils.process_img import map_boxes_to_original
 
         bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)  # rapidocr treats arrays as OpenCV BGR
         img, record = self._ocr.preprocess_img(bgr)
-        det, _, rec, _ = self._ocr.run_ocr_steps(img, record)
+        self._size_detection(*img.shape[:2])
+        det, _, _, crops = self._ocr.run_ocr_steps(img, record)  # boxes only: recognition below
         if det.boxes is None or len(det.boxes) == 0:
             return Detections(detector=self.name)
         quads = map_boxes_to_original(np.asarray(det.boxes, np.float32), record, *image_rgb.shape[:2])
         boxes = np.concatenate([quads.min(axis=1), quads.max(axis=1)], axis=1)
-        read = rec.txts is not None and len(rec.txts) == len(boxes)
-        texts = list(rec.txts) if read else [None] * len(boxes)
-        rec_scores = list(rec.scores) if read else [0.0] * len(boxes)
-        values = [
-            t.strip() if t and s >= self.options.text_score else None for t, s in zip(texts, rec_scores, strict=True)
-        ]
-        categories = [
-            "license_plate" if plate_like(v, b, self.options.plate_aspect) else "text"
-            for v, b in zip(values, boxes, strict=True)
-        ]
-        found = Detections(boxes, np.asarray(det.scores, np.float32), categories, values, self.name)
         # PP-OCR sometimes outlines a whole car or sign as one "line": a line's height (the quad's
         # shorter side) is small next to the frame
         sides = np.linalg.norm(quads - np.roll(quads, -1, axis=1), axis=2)
         line_height = np.minimum(sides[:, 0] + sides[:, 2], sides[:, 1] + sides[:, 3]) / 2
         keep = line_height <= self.options.max_line_height * min(image_rgb.shape[:2])
+        if "text" not in self.kinds:  # only plates are kept: read only the boxes shaped like one
+            aspect = (boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
+            keep &= (aspect >= self.options.plate_aspect[0]) & (aspect <= self.options.plate_aspect[1])
+        values: list[str | None] = [None] * len(boxes)
+        read = np.flatnonzero(keep) if self.options.recognize or "plate" in self.kinds else []
+        if len(read):
+            try:
+                rec = self._ocr.recognize_txt([crops[i] for i in read])
+            except RapidOCRError:
+                rec = None
+            if rec is not None and rec.txts is not None and len(rec.txts) == len(read):
+                for i, text, score in zip(read, rec.txts, rec.scores, strict=True):
+                    values[i] = text.strip() if text and score >= self.options.text_score else None
+        categories = [
+            "license_plate" if plate_like(v, b, self.options.plate_aspect) else "text"
+            for v, b in zip(values, boxes, strict=True)
+        ]
+        found = Detections(boxes, np.asarray(det.scores, np.float32), categories, values, self.name)
         if "text" not in self.kinds:
             keep &= np.array([c == "license_plate" for c in categories], bool)
         return found[keep]
