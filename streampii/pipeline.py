@@ -236,8 +236,11 @@ def _run(
         timer.redactor = redactor
         if analyzers:  # VLM boxes are masked too: frames wait until no later window can add one
             redactor.release(0.0)
-    if state is not None and redactor is None:  # a half-written MP4 cannot be continued: --blur redoes the input
-        resume = Resume(state, input_key(source, stem), fingerprint(source, options.settings()), events_path)
+    if state is not None:
+        key = input_key(source, stem)
+        if redactor is not None:  # a half-written MP4 cannot be continued: --blur redoes the input
+            state.forget(key)
+        resume = Resume(state, key, fingerprint(source, options.settings()), events_path)
     append = resume.start(merger, live=info.live) if resume is not None else False
     if resume is not None and resume.data:
         result.windows_failed = resume.data.get("windows_failed", 0)

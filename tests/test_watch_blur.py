@@ -123,3 +123,19 @@ def test_blur_on_a_live_url_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "--blur" in result.stderr and "secret" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_segments_with_blur_are_done_once(walk, tmp_path: Path) -> None:
+    """--blur redoes a killed input from the start, but a finished one is recorded as done."""
+    import shutil
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    shutil.copy(walk.path, folder / "cam1_20261125T101500Z.mp4")
+    command = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(tmp_path / "out")]
+    command += ["--blur", "--detect", "face", "--vlm", "off", "--settle", "0"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "out" / "cam1_20261125T101500Z.redacted.mp4").is_file()
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "event(s)" not in second.stderr  # nothing new to do
