@@ -266,6 +266,8 @@ def watch_command(
             if state is not None:
                 state.close()
 
+    if resume:
+        RunState(out_dir).close()  # create the state file once, before any worker thread opens it
     with stop_on_signals(stop), _progress() as bar:
         for source in sources:
             if isinstance(source, InputError):

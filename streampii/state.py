@@ -80,7 +80,17 @@ class RunState:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.path = out_dir / name
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        # switching a new file to WAL needs a moment alone with it, which the busy timeout does
+        # not wait for: retry while another process or thread opens the same folder's state
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         # NORMAL in WAL mode: a commit survives a killed process; after power loss the latest
         # checkpoint may roll back, which is safe (it resumes from an earlier window)
         self._db.execute("PRAGMA synchronous=NORMAL")
