@@ -376,13 +376,17 @@ def _gated(windows: Iterator[Window], gate: Gate | None, timer: _StageTimer) -> 
 
 
 def _batches(decided: Iterator[tuple[Window, GateDecision]], size: int) -> Iterator[list[tuple[Window, GateDecision]]]:
-    """Windows in order, cut so that each batch holds ``size`` windows to analyse (skipped ones ride along)."""
+    """Windows in order, cut so that each batch holds ``size`` windows to analyse. Skipped windows
+    ride along, but never pile up: one with nothing to analyse before it goes at once, and a batch
+    is cut at 4 x ``size`` windows, so an idle hour neither waits in memory nor holds back the
+    events and the redactor's frames."""
+    size = max(1, size)
     batch: list[tuple[Window, GateDecision]] = []
     count = 0
     for window, decision in decided:
         batch.append((window, decision))
         count += decision.analyze
-        if count >= max(1, size):
+        if count >= size or count == 0 or len(batch) >= 4 * size:
             yield batch
             batch, count = [], 0
     if batch:

@@ -71,3 +71,21 @@ def test_idle_windows_skip_the_vlm_and_are_counted(corridor: Path, tmp_path: Pat
             assert r["status"] == "analyzed", r
     assert rows[0]["gate"] == "first window"
     assert "gate" in manifest["timings"]["stages"]
+
+
+def test_skipped_windows_do_not_pile_up_behind_a_batch() -> None:
+    """An idle stretch must not wait in memory (nor hold back events and blurred frames) until
+    enough windows to analyse fill a batch."""
+    from streampii.gate import GateDecision
+    from streampii.pipeline import _batches
+
+    def decided(pattern: str):
+        for c in pattern:
+            yield None, GateDecision(None, c == "A", "x", 0.0)
+
+    sizes = [len(b) for b in _batches(decided("S" * 10), 4)]
+    assert sizes == [1] * 10  # nothing to analyse: each skipped window goes at once
+    batches = list(_batches(decided("A" + "S" * 30 + "AAA"), 4))
+    assert max(len(b) for b in batches) <= 16 and sum(len(b) for b in batches) == 34
+    assert [d.analyze for b in batches for _, d in b] == [c == "A" for c in "A" + "S" * 30 + "AAA"]
+    assert [len(b) for b in _batches(decided("AAAA" + "AAAA"), 4)] == [4, 4]
