@@ -54,6 +54,9 @@ class RedactOptions:
     # costs almost no detection; at most `static_max_age` seconds pass between real runs.
     static_threshold: int = 12
     static_max_age: float = 5.0
+    # Frames wait at most this many seconds for the VLM's boxes (one 8-s window and some decode
+    # ahead fit): memory stays bounded, a 1080p frame being 3 MB, whatever --batch-size is.
+    max_hold: float = 12.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "detect", parse_detect(self.detect))
@@ -287,7 +290,7 @@ class Redactor:
     def _render_ready(self) -> None:
         limit = self._latest - self.lookahead
         if self.hold_until is not None:
-            limit = min(limit, self.hold_until - 1e-6)
+            limit = min(limit, max(self.hold_until - 1e-6, self._latest - self.options.max_hold))
         while self._buffer and self._buffer[0].t <= limit:
             self._render(self._buffer.popleft())
         self._emit(self.tracker.close(self._latest))

@@ -139,3 +139,20 @@ def test_segments_with_blur_are_done_once(walk, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "cam1_20261125T101500Z.redacted.mp4").is_file()
     second = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "event(s)" not in second.stderr  # nothing new to do
+
+
+def test_frames_wait_for_the_vlm_at_most_max_hold(walk, tmp_path: Path) -> None:
+    from streampii.redactor import Redactor
+    from streampii.source import decode_video, describe, open_video
+
+    with open_video(str(walk.path)) as container:
+        info = describe(container, str(walk.path))
+        redactor = Redactor(info, tmp_path / "held.mp4", RedactOptions(detect=(), max_hold=1.0))
+        redactor.release(0.0)  # the VLM has analysed nothing yet
+        most = 0
+        for frame in decode_video(container, info):
+            redactor.push(frame)
+            most = max(most, redactor.buffered)
+        report = redactor.finish()
+    assert most <= walk.fps * 1.0 + 2  # about one second of frames, not the whole clip
+    assert report.frames_written == walk.frames
