@@ -45,13 +45,14 @@ class Event:
         if self.boxes:
             record["boxes"] = [b.to_dict() for b in self.boxes]
         if self.wall_start is not None:
-            record["wall_start"] = _iso(self.wall_start)
-            record["wall_end"] = _iso(self.wall_end if self.wall_end is not None else self.wall_start)
+            record["wall_start"] = wall_iso(self.wall_start)
+            record["wall_end"] = wall_iso(self.wall_end if self.wall_end is not None else self.wall_start)
         record.update(self.extra)
         return record
 
 
-def _iso(unix: float) -> str:
+def wall_iso(unix: float) -> str:
+    """UNIX time as UTC ISO 8601 with milliseconds, e.g. 2026-11-25T10:15:00.000Z."""
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

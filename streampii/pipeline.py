@@ -18,7 +18,7 @@ from pathlib import Path
 from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
 from streampii.errors import InputError
-from streampii.events import Event, EventMerger
+from streampii.events import Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.redactor import RedactOptions, Redactor
 from streampii.rtsp import LiveOptions, LiveSource, is_live
@@ -350,12 +350,6 @@ def _run(
 
 def _resume_data(log: EventLog, by_category: Counter, result: RunResult) -> dict:
     return {"events": log.count, "by_category": dict(by_category), "windows_failed": result.windows_failed}
-
-
-def wall_iso(unix: float | None) -> str | None:
-    if unix is None:
-        return None
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _counted(frames, result: RunResult):
