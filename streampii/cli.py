@@ -21,7 +21,8 @@ from rich.table import Table
 from streampii import __version__
 from streampii.analyzers.batching import SharedBatcher
 from streampii.errors import AnalyzerError, InputError
-from streampii.gate import GateOptions
+from streampii.gate import GATE_MODES, GateOptions
+from streampii.masks import MODES, SHAPES
 from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, output_stem, watch
 from streampii.redactor import RedactOptions
 from streampii.rtsp import LiveOptions, StopFlag, stop_on_signals
@@ -44,21 +45,10 @@ out = Console(highlight=False)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
-class MaskMode(StrEnum):
-    blur = "blur"
-    pixelate = "pixelate"
-    fill = "fill"
-
-
-class MaskShape(StrEnum):
-    ellipse = "ellipse"
-    rect = "rect"
-
-
-class GateMode(StrEnum):
-    off = "off"
-    motion = "motion"
-    detect = "detect"
+# choices typer shows and checks, taken from the stages that own them
+MaskMode = StrEnum("MaskMode", [(m, m) for m in MODES])
+MaskShape = StrEnum("MaskShape", [(m, m) for m in SHAPES])
+GateMode = StrEnum("GateMode", [(m, m) for m in GATE_MODES])
 
 
 class VLM(StrEnum):
@@ -266,8 +256,6 @@ def watch_command(
             if state is not None:
                 state.close()
 
-    if resume:
-        RunState(out_dir).close()  # create the state file once, before any worker thread opens it
     with stop_on_signals(stop), _progress() as bar:
         for source in sources:
             if isinstance(source, InputError):
