@@ -26,7 +26,7 @@ from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
 from streampii.state import Resume, RunState, fingerprint, input_key
-from streampii.timing import StageTimes
+from streampii.timing import StageTimes, ThreadGroup
 from streampii.windows import Window, WindowOptions, sliding_windows
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
@@ -176,13 +176,19 @@ class _Source:
     container: object | None
     redactor: Redactor | None = None
     detector_events: list[Event] = field(default_factory=list)  # detector tracks the redactor closed
+    decoder_threads: ThreadGroup = field(default_factory=lambda: ThreadGroup("av:"))  # FFmpeg names its threads
 
     def decoded(self, report: DecodeReport, timer: StageTimes) -> Iterator:
         """Decoded frames; with a redactor, each frame goes to it too (one decode pass for both)."""
+        self.decoder_threads.start()
         frames = iter(self.frames(report))
+        first = True
         while True:
             with timer.stage("decode"):
                 frame = next(frames, None)
+            if first:  # the decoder has started its threads by now
+                self.decoder_threads.collect()
+                first = False
             if frame is None:
                 return
             if self.redactor is not None:
@@ -226,7 +232,7 @@ def _run(
     )
     report = DecodeReport()
     timer = _StageTimer()
-    manifest = _Manifest(manifest_path, info, options, analyzers, analyzer_note, started)
+    manifest = _Manifest(manifest_path, info, options, analyzers, analyzer_note, started, src.decoder_threads)
     merger = EventMerger(info.source, gap=options.windows.stride, extra=extra)
     resume = None
     redactor = src.redactor
@@ -452,12 +458,23 @@ class _StageTimer(StageTimes):
 
 
 class _Manifest:
-    def __init__(self, path: Path, info: VideoInfo, options: WatchOptions, analyzers, note, started: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        info: VideoInfo,
+        options: WatchOptions,
+        analyzers,
+        note,
+        started: float,
+        decoder_threads: ThreadGroup,
+    ) -> None:
         self.path = path
         self.info = info
         self.options = options
         self.started = started
         self.cpu_started = time.process_time()
+        self.thread_started = time.thread_time()  # the pipeline runs in the thread that calls watch()
+        self.decoder_threads = decoder_threads
         self.analyzers = [a.describe() for a in analyzers]
         self.note = note
         self.extra: dict[str, Callable[[], dict]] = {}  # sections added by live/segment sources
@@ -473,6 +490,9 @@ class _Manifest:
     ) -> None:
         wall = time.time() - self.started
         done = report.last_time or 0.0
+        cpu = time.process_time() - self.cpu_started
+        own = time.thread_time() - self.thread_started
+        decoder = self.decoder_threads.cpu()
         data = {
             "streampii_version": __version__,
             "source": self.info.source,
@@ -500,14 +520,20 @@ class _Manifest:
                 "wall_seconds": round(wall, 3),
                 "stages": timer.exclusive(),
                 "stages_cpu": timer.exclusive(cpu=True),
-                "cpu_seconds": round(time.process_time() - self.cpu_started, 3),
+                "threads_cpu": {
+                    "pipeline": round(own, 3),
+                    "decoder": round(decoder, 3) if decoder is not None else None,
+                    "other": round(cpu - own - (decoder or 0.0), 3),
+                },
+                "cpu_seconds": round(cpu, 3),
                 "realtime_factor": round(done / wall, 3) if wall > 0 else None,
             },
             "outputs": result.outputs,
             "windows": windows,
         }
         data.update({key: section() for key, section in self.extra.items()})
-        write_json_atomic(self.path, data)
+        # rewritten every few seconds while running: compact then, indented for people at the end
+        write_json_atomic(self.path, data, indent=2 if finished else None)
 
 
 def _iso(unix: float) -> str:

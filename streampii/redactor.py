@@ -54,6 +54,9 @@ class RedactOptions:
     # costs almost no detection; at most `static_max_age` seconds pass between real runs.
     static_threshold: int = 12
     static_max_age: float = 5.0
+    # A still picture where a detector found nothing is looked at this often instead of every
+    # interval: below `margin`, so the mask's lead-in still covers the first frames of a newcomer.
+    idle_interval: float = 0.3
     # Frames wait at most this many seconds for the VLM's boxes (one 8-s window and some decode
     # ahead fit): memory stays bounded, a 1080p frame being 3 MB, whatever --batch-size is.
     max_hold: float = 12.0
@@ -64,7 +67,7 @@ class RedactOptions:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.shape not in SHAPES:
             raise ValueError(f"--mask-shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
-        for name in ("detect_interval", "text_interval", "margin", "padding"):
+        for name in ("detect_interval", "text_interval", "margin", "padding", "idle_interval"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.mask_scale <= 0:
@@ -245,6 +248,9 @@ class Redactor:
                         # same picture as at the last run: the same things are where they were
                         self.tracker.update(decoded.t, last[2], link_gap=self.gaps[i])
                         self.report.reused[detector.name] += 1
+                        if not len(last[2]):  # nothing there: look less often (never beyond the lead-in)
+                            idle = min(self.options.idle_interval, self.options.margin)
+                            self._due[i] += max(0.0, idle - interval)
                         continue
             if image is None:
                 with self.report.times.stage("convert"):
@@ -320,8 +326,7 @@ def _thumbnail(decoded: DecodedFrame) -> np.ndarray:
     of a millisecond at 720p), and averaging keeps codec noise well under the change threshold."""
     frame = decoded.frame
     if frame.format.name.startswith(("yuv", "yuvj", "nv")):
-        plane = frame.planes[0]
-        luma = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, : frame.width]
+        luma = _plane(frame.planes[0], frame.width, frame.height)
     else:
         luma = frame.to_ndarray(format="gray")
     small = luma[::4, ::4].astype(np.int16)
@@ -435,14 +440,14 @@ class _Output:
                 masks.append((scaled, full, ellipse))
         fmt = frame.format.name
         if not decoded.rotation and fmt in _PLANAR and width % 2 == 0 and height % 2 == 0:
-            data = frame.to_ndarray()  # Y, then U and V as half-size planes, packed one after the other
-            flat, luma, chroma = data.reshape(-1), width * height, width * height // 4
-            y = flat[:luma].reshape(height, width)
-            u = flat[luma : luma + chroma].reshape(height // 2, width // 2)
-            v = flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2)
+            # one copy into a frame of our own (the decoder may still read its frame as a reference)
+            out = av.VideoFrame(width, height, fmt)
+            sizes = ((width, height), (width // 2, height // 2), (width // 2, height // 2))
+            planes = [_plane(dst, w, h) for dst, (w, h) in zip(out.planes, sizes, strict=True)]
+            for src, dst, (w, h) in zip(frame.planes, planes, sizes, strict=True):
+                dst[...] = _plane(src, w, h)
             black = 0 if fmt == "yuvj420p" else 16
-            mask_planes((y, u, v), masks, self.options.mode, (black, 128, 128))
-            out = av.VideoFrame.from_ndarray(data, format=fmt)
+            mask_planes(planes, masks, self.options.mode, (black, 128, 128))
         else:
             rgb = upright_rgb(decoded)
             for scaled, full, ellipse in masks:
@@ -450,6 +455,12 @@ class _Output:
             out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         return out
+
+
+def _plane(plane: av.video.plane.VideoPlane, width: int, height: int) -> np.ndarray:
+    """A plane's pixels as a (height, width) view, without its row padding."""
+    rows = np.frombuffer(plane, np.uint8)[: height * plane.line_size].reshape(height, plane.line_size)
+    return rows[:, :width]
 
 
 def _grown(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:

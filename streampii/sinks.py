@@ -48,11 +48,15 @@ class EventLog:
         self.close()
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict, indent: int | None = 2) -> None:
+    """Replace ``path`` with ``data`` as JSON, never leaving a half-written file.
+
+    ``indent=None`` is several times cheaper (Python's C encoder only serves unindented output):
+    for files rewritten often during a run."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False, default=str)
-        f.write("\n")
+        f.write(text + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

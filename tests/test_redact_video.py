@@ -204,3 +204,39 @@ def test_static_picture_reuses_detections_and_a_change_detects_again(tmp_path):
     for i in range(frames):
         box = inner(boxes[i])
         assert sharpness(after[i], box) < 0.1 * sharpness(before[i], box), f"frame {i} face visible"
+
+
+def test_empty_still_picture_is_looked_at_less_often_and_a_newcomer_is_masked_from_its_first_frame(tmp_path):
+    """Where nothing was found and nothing moves, the detector looks every `idle_interval` instead
+    of every `detect_interval`; a face that then appears is still masked on every frame it is in,
+    because its mask starts `margin` (more than the idle interval) before its first detection."""
+    import av
+
+    from tests.redact_clip import background, face_crop
+
+    face, fbox = face_crop()
+    fps, frames, arrive = 20, 60, 40  # 2 s of an empty scene, then a face for 1 s
+    base = background(480, 272)
+    path = tmp_path / "arrive.mp4"
+    box = (200 + fbox[0], 80 + fbox[1], 200 + fbox[2], 80 + fbox[3])
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 480, 272, "yuv420p"
+        for i in range(frames):
+            image = base.copy()
+            if i >= arrive:
+                image[80 : 80 + face.shape[0], 200 : 200 + face.shape[1]] = face
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    options = RedactOptions(detect=("face",), detect_interval=0.1, idle_interval=0.3, margin=0.5, crf=12)
+    out_path = tmp_path / "arrive.redacted.mp4"
+    report = redact_video(str(path), out_path, options)
+    looks = report.detections["centerface"] + report.reused["centerface"]
+    # every 0.1 s while the face is there (1 s), about every 0.3 s over the empty 2 s
+    assert looks <= 10 + 2 / 0.3 + 2, looks
+    before, _ = decode_rgb(path)
+    after, _ = decode_rgb(out_path)
+    for i in range(arrive, frames):
+        assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i} face visible"
