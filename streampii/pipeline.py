@@ -17,12 +17,13 @@ from pathlib import Path
 
 from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
+from streampii.chunks import can_split, default_workers, sample_in_chunks
 from streampii.errors import InputError
 from streampii.events import Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.redactor import RedactOptions, Redactor
 from streampii.rtsp import LiveOptions, LiveSource, is_live
-from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
+from streampii.sampler import Frame, SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
 from streampii.state import Resume, RunState, fingerprint, input_key
@@ -46,6 +47,9 @@ class WatchOptions:
     blur: bool = False
     redact: RedactOptions = field(default_factory=RedactOptions)
     gate: GateOptions = field(default_factory=GateOptions)
+    # decoders working side by side on a file's keyframe chunks (0: one per CPU; 1: a single
+    # decoder). Not a setting: the frames are the same either way.
+    decode_workers: int = 0
 
     def settings(self) -> dict:
         settings = {
@@ -134,6 +138,11 @@ def watch(
         # the redactor needs every frame: then one full decode feeds both it and the sampler
         needed = None if options.blur else needed_near_ticks(options.sampler, info.fps)
         source_ = _Source(lambda report: decode_video(container, info, report, needed), clock, None, container)
+        workers = options.decode_workers or default_workers()
+        if not options.blur and workers > 1 and can_split(container, info, options.sampler):
+            source_.chunked = lambda report: sample_in_chunks(
+                container, source, info, options.sampler, report, workers, source_.decoder_threads.add
+            )
         if options.blur:
             try:
                 source_.redactor = Redactor(
@@ -177,6 +186,22 @@ class _Source:
     redactor: Redactor | None = None
     detector_events: list[Event] = field(default_factory=list)  # detector tracks the redactor closed
     decoder_threads: ThreadGroup = field(default_factory=lambda: ThreadGroup("av:"))  # FFmpeg names its threads
+    chunked: Callable[[DecodeReport], Iterator[Frame]] | None = None  # decoders side by side, already sampled
+
+    def sampled(self, report: DecodeReport, timer: StageTimes, options: SamplerOptions) -> Iterator[Frame]:
+        """Sampled frames, from one decoder (with the redactor fed on the way) or from chunks."""
+        if self.chunked is None:
+            return sample_frames(self.decoded(report, timer), options)
+        return self._chunked(report, timer)
+
+    def _chunked(self, report: DecodeReport, timer: StageTimes) -> Iterator[Frame]:
+        frames = iter(self.chunked(report))
+        while True:
+            with timer.stage("decode"):  # waiting for the workers, and picking
+                frame = next(frames, None)
+            if frame is None:
+                return
+            yield frame
 
     def decoded(self, report: DecodeReport, timer: StageTimes) -> Iterator:
         """Decoded frames; with a redactor, each frame goes to it too (one decode pass for both)."""
@@ -266,7 +291,7 @@ def _run(
                 on_event(record)
 
     fps = options.sampler.fps
-    frames = _counted(sample_frames(src.decoded(report, timer), options.sampler), result)
+    frames = _counted(src.sampled(report, timer, options.sampler), result)
     windows = sliding_windows(frames, options.windows, fps)
     step = options.windows.frame_counts(fps)[1]
     # the gate spares the VLM idle windows; with no VLM there is nothing to spare

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from streampii.source import DecodedFrame
 
 GRID = 28  # Qwen2-VL: 14-pixel patches merged 2x2
 MAX_ASPECT_RATIO = 200
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,15 +70,16 @@ def smart_resize(height: int, width: int, min_pixels: int, max_pixels: int, fact
 
 
 def needed_near_ticks(options: SamplerOptions, source_fps: float | None) -> Callable[[float], bool] | None:
-    """A ``decode_video(needed=...)`` predicate: True within two source frames of a tick.
+    """A ``decode_video(needed=...)`` predicate: True within 3/4 of a source frame of a tick.
 
     The frame nearest each tick is always within half a source frame of it (constant frame
-    rate), so skipping non-reference frames elsewhere never changes which frames are picked.
+    rate; the rest is slack for jittery timestamps), so skipping non-reference frames
+    elsewhere never changes which frames are picked.
     Returns None (decode everything) when the source frame rate is unknown.
     """
     if not source_fps or source_fps <= options.fps:
         return None
-    period, margin = 1.0 / options.fps, 2.0 / source_fps
+    period, margin = 1.0 / options.fps, 0.75 / source_fps
 
     def needed(t: float) -> bool:
         offset = t % period
@@ -86,39 +89,52 @@ def needed_near_ticks(options: SamplerOptions, source_fps: float | None) -> Call
 
 
 def sample_frames(decoded: Iterable[DecodedFrame], options: SamplerOptions) -> Iterator[Frame]:
-    """Yield the decoded frame nearest to each tick of ``options.fps``.
+    """Yield the decoded frame nearest to each tick of ``options.fps``, resized for Qwen2-VL.
 
     Ticks are at k / fps seconds. Each frame is picked at most once, so a source slower than
     ``fps`` gives its own frames without duplicates, and variable frame rate is handled
     because only timestamps are read.
     """
-    period = 1.0 / options.fps
+    for index, picked in enumerate(pick_nearest(decoded, options.fps)):
+        yield to_frame(picked, index, options)
+
+
+def pick_nearest(items: Iterable[T], fps: float) -> Iterator[T]:
+    """The items (anything with a time ``t``, in time order) nearest to each tick of ``fps``."""
+    period = 1.0 / fps
     tick = 0
-    index = 0
-    previous: DecodedFrame | None = None
+    previous: T | None = None
     previous_taken = False
-    for current in decoded:
+    for current in items:
         target = tick * period
         if current.t < target:
             previous, previous_taken = current, False
             continue
-        # current is the first frame at or past the tick: take it or the one before it
+        # current is the first item at or past the tick: take it or the one before it
         if previous is not None and not previous_taken and target - previous.t < current.t - target:
-            yield _to_frame(previous, index, options)
-            index += 1
+            yield previous
             tick = max(tick + 1, math.floor(previous.t / period + 1e-9) + 1)
             if current.t < tick * period:
                 previous, previous_taken = current, False
                 continue
-        yield _to_frame(current, index, options)
-        index += 1
+        yield current
         tick = max(tick + 1, math.floor(current.t / period + 1e-9) + 1)
         previous, previous_taken = current, True
     if previous is not None and not previous_taken and previous.t >= tick * period - period / 2:
-        yield _to_frame(previous, index, options)
+        yield previous
 
 
-def _to_frame(decoded: DecodedFrame, index: int, options: SamplerOptions) -> Frame:
+def could_be_picked(before: float | None, after: float | None, fps: float) -> bool:
+    """Whether an item between items at ``before`` and ``after`` seconds can matter to
+    ``pick_nearest``: only when a tick lies within [before, after] (None: no neighbour). Dropping
+    the others changes nothing, so decoders working apart need only pass these on."""
+    if before is None or after is None:
+        return True
+    return math.floor(after * fps + 1e-6) >= math.ceil(before * fps - 1e-6)
+
+
+def to_frame(decoded: DecodedFrame, index: int, options: SamplerOptions) -> Frame:
+    """The decoded frame upright, scaled and converted to RGB in one swscale call."""
     frame = decoded.frame
     sideways = decoded.rotation in (90, 270)
     upright_w, upright_h = (frame.height, frame.width) if sideways else (frame.width, frame.height)

@@ -16,6 +16,7 @@ import av
 from streampii.errors import InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".ts", ".mts", ".m2ts", ".webm"})
+NO_FRAMES = "no frame could be decoded"
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 
 
@@ -183,6 +184,7 @@ def decode_video(
     info: VideoInfo,
     report: DecodeReport | None = None,
     needed: Callable[[float], bool] | None = None,
+    threads: int = 0,
 ) -> Iterator[DecodedFrame]:
     """Decode the first video stream, streaming, with times from PTS.
 
@@ -190,11 +192,14 @@ def decode_video(
     False the decoder skips non-reference frames (B-frames, mostly), which nothing else
     depends on: a sampler at 1 fps then decodes a fraction of a typical file's frames.
     A damaged stream ends the iteration instead of raising: ``report.error`` says why, and
-    the frames before the damage have been yielded.
+    the frames before the damage have been yielded. ``threads``: decoder threads (0: FFmpeg's
+    choice); it takes effect on the container's first decode.
     """
     report = report if report is not None else DecodeReport()
     stream = container.streams.video[0]
-    stream.codec_context.thread_type = "AUTO"
+    if not stream.codec_context.is_open:  # a container decoded again after a seek keeps its settings
+        stream.codec_context.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
     time_base = stream.time_base
     last_pts = None
     try:
@@ -220,7 +225,7 @@ def decode_video(
     except av.error.FFmpegError as exc:
         report.error = _ffmpeg_reason(exc)
     if report.frames_decoded == 0 and report.error is None:
-        report.error = "no frame could be decoded"
+        report.error = NO_FRAMES
 
 
 def _frame_rotation(frame: av.VideoFrame, default: int) -> int:

@@ -20,12 +20,13 @@ def write_video(
     audio_seconds: float = 0.0,
     time_base: Fraction = Fraction(1, 1000),
     container_options: dict | None = None,
+    codec_options: dict | None = None,
 ) -> Path:
     """Write frames shown at ``times`` (seconds). ``draw(i, t)`` returns an HxWx3 uint8 RGB image."""
     width, height = size
     draw = draw or (lambda i, t: np.full((height, width, 3), (i * 37) % 256, np.uint8))
     with av.open(str(path), "w", options=container_options or {}) as out:
-        stream = out.add_stream(codec, rate=25)
+        stream = out.add_stream(codec, rate=25, options=codec_options or {})
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         stream.time_base = time_base
