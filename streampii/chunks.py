@@ -127,6 +127,7 @@ def sample_in_chunks(
     chunk that ends in an error, as a single decoder would. ``on_thread`` gets each worker's
     native thread id (CPU accounting)."""
     needed = needed_near_ticks(options, info.fps)
+    report.decoders = workers
     local = threading.local()
     opened: list[av.container.InputContainer] = []
     lock = threading.Lock()
@@ -165,10 +166,14 @@ def sample_in_chunks(
         if report.frames_decoded == 0 and report.error is None:
             report.error = NO_FRAMES
 
+    found = candidates()
+    picked = pick_nearest(found, options.fps)
     try:
-        for index, candidate in enumerate(pick_nearest(candidates(), options.fps)):
+        for index, candidate in enumerate(picked):
             yield replace(candidate.frame, index=index)
-    finally:
+    finally:  # stopped early or not: workers done (running chunks finish), then their files closed
+        picked.close()
+        found.close()
         for opened_container in opened:
             opened_container.close()
 
@@ -202,7 +207,7 @@ def _decode_chunk(
         stretch.decoded += 1
         stretch.last_time = decoded.t
         if pending is not None:
-            if could_be_picked(before, decoded.t, options.fps):
+            if could_be_picked(before, pending.t, decoded.t, options.fps):
                 stretch.candidates.append(_Candidate(pending.t, to_frame(pending, -1, options)))
             before = pending.t
         pending = decoded

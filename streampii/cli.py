@@ -20,6 +20,7 @@ from rich.table import Table
 
 from streampii import __version__
 from streampii.analyzers.batching import SharedBatcher
+from streampii.chunks import default_workers
 from streampii.errors import AnalyzerError, InputError
 from streampii.gate import GATE_MODES, GateOptions
 from streampii.masks import MODES, SHAPES
@@ -237,6 +238,8 @@ def watch_command(
         shared = SharedBatcher(analyzers[0], batch_size)
         analyzers = [shared]
         options = replace(options, batch_size=max(1, batch_size // jobs))
+    if jobs > 1:  # inputs side by side share the CPUs that one input's chunk decoders would use
+        options = replace(options, decode_workers=max(1, default_workers() // jobs))
     outcomes: dict[int, RunResult | InputError] = {}
     json_lock = threading.Lock()
 

@@ -540,7 +540,12 @@ class _Manifest:
                 "events_by_category": dict(sorted(by_category.items())),
                 "visual_tokens": sum(w.get("visual_tokens", 0) for w in windows),
             },
-            "decode": {"last_time": done, "decode_errors": report.decode_errors, "error": report.error},
+            "decode": {
+                "last_time": done,
+                "decode_errors": report.decode_errors,
+                "error": report.error,
+                "decoders": report.decoders,
+            },
             "timings": {
                 "wall_seconds": round(wall, 3),
                 "stages": timer.exclusive(),

@@ -124,13 +124,24 @@ def pick_nearest(items: Iterable[T], fps: float) -> Iterator[T]:
         yield previous
 
 
-def could_be_picked(before: float | None, after: float | None, fps: float) -> bool:
-    """Whether an item between items at ``before`` and ``after`` seconds can matter to
-    ``pick_nearest``: only when a tick lies within [before, after] (None: no neighbour). Dropping
-    the others changes nothing, so decoders working apart need only pass these on."""
+def could_be_picked(before: float | None, t: float, after: float | None, fps: float) -> bool:
+    """Whether ``pick_nearest`` could pick an item at ``t`` whose neighbours are at ``before`` and
+    ``after`` seconds (None: not known). Only the first item at or after a tick can, or the last
+    before a tick when it is strictly nearer to it than the next; dropping every other item
+    changes nothing, so decoders working apart need only pass these on. Ticks are computed as
+    ``pick_nearest`` computes them, so equal times compare the same way."""
     if before is None or after is None:
         return True
-    return math.floor(after * fps + 1e-6) >= math.ceil(before * fps - 1e-6)
+    period = 1.0 / fps
+    k = max(0, math.floor(before / period) - 1)
+    while k * period <= after:
+        target = k * period
+        if before < target and not t < target:
+            return True  # the first item at or after this tick
+        if t < target:  # the first tick after t: t is the last item before it
+            return target - t < after - target
+        k += 1
+    return False
 
 
 def to_frame(decoded: DecodedFrame, index: int, options: SamplerOptions) -> Frame:

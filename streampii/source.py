@@ -57,6 +57,7 @@ class DecodeReport:
     last_time: float | None = None
     decode_errors: int = 0
     error: str | None = None  # the error that ended decoding early, if any
+    decoders: int = 1  # decoders that worked side by side on keyframe chunks (streampii.chunks)
 
     def truncated(self, info: VideoInfo) -> bool:
         """True when decoding stopped well before the duration the container announced."""

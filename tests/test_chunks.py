@@ -94,3 +94,20 @@ def test_stopping_early_leaves_no_worker_behind(clips: dict[str, Path]) -> None:
         assert next(frames).t == 0.0
         frames.close()
     assert threading.active_count() == before
+
+
+def test_watch_decodes_in_chunks_without_blur_and_in_one_pass_with_it(clips: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    from streampii.pipeline import WatchOptions, watch
+
+    clip = str(clips["intel_car-detection"])
+    results = {}
+    for blur in (False, True):
+        out = tmp_path / f"blur-{blur}"
+        watch(clip, WatchOptions(out=out, vlm="off", blur=blur, decode_workers=2))
+        manifest = json.loads((out / "intel_car-detection.manifest.json").read_text())
+        results[blur] = manifest
+    assert results[False]["decode"]["decoders"] == 2
+    assert results[True]["decode"]["decoders"] == 1  # the redactor needs every frame, in order
+    assert results[False]["counts"]["frames_sampled"] == results[True]["counts"]["frames_sampled"] == 31

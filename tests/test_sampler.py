@@ -149,3 +149,34 @@ def test_skipping_b_frames_picks_the_same_frames(clips: dict[str, Path]) -> None
     assert skip_t == full_t
     assert all(np.array_equal(a, b) for a, b in zip(full_img, skip_img, strict=True))
     assert skip_n < full_n * 0.6  # most B-frames were never decoded
+
+
+def test_dropping_what_could_not_be_picked_changes_nothing() -> None:
+    """``could_be_picked`` is exact: ``pick_nearest`` over the kept items (and any extra ones, as
+    chunk edges are) gives what it gives over all of them; on regular, jittery, gappy and tied times."""
+    from types import SimpleNamespace
+
+    from streampii.sampler import could_be_picked, pick_nearest
+
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        fps = float(rng.choice([0.3, 0.5, 1.0, 2.0, 3.0, 10.0]))
+        kind = trial % 4
+        if kind == 0:  # constant rate, ticks often exactly on frames
+            times = np.arange(int(rng.integers(5, 200))) / float(rng.choice([5, 10, 12.5, 25, 30]))
+        elif kind == 1:  # jitter
+            times = np.cumsum(rng.uniform(0.01, 0.2, int(rng.integers(5, 200))))
+        elif kind == 2:  # gaps longer than a tick period
+            times = np.cumsum(rng.choice([0.04, 0.04, 0.04, 1.3, 2.7], int(rng.integers(5, 120))))
+        else:  # times on a coarse grid: ties between neighbours
+            times = np.cumsum(rng.integers(1, 6, int(rng.integers(5, 120))) * 0.1)
+        items = [SimpleNamespace(t=float(t)) for t in times]
+        kept = [
+            item
+            for i, item in enumerate(items)
+            if rng.random() < 0.05  # chunk edges: kept whatever they are
+            or could_be_picked(
+                items[i - 1].t if i else None, item.t, items[i + 1].t if i + 1 < len(items) else None, fps
+            )
+        ]
+        assert [x.t for x in pick_nearest(kept, fps)] == [x.t for x in pick_nearest(items, fps)], (trial, fps)
