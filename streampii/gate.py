@@ -120,9 +120,11 @@ def changed_fraction(previous: np.ndarray, current: np.ndarray, pixel_threshold:
     """
     if previous.shape != current.shape:
         return 1.0  # the stream changed resolution: nothing is comparable
+    residual = np.abs(previous - current)
+    if not (residual > pixel_threshold).any():
+        return 0.0  # nothing changed as it is: no gain to fit (most frames of an idle camera)
     x, y = current.ravel().astype(np.float64), previous.ravel().astype(np.float64)
     still = np.ones(x.size, bool)
-    residual = np.abs(y - x)
     for _ in range(3):
         gain, offset = _fit_gain(x[still], y[still])
         residual = np.abs(y - (gain * x + offset))
