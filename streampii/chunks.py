@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -120,12 +121,12 @@ def sample_in_chunks(
     options: SamplerOptions,
     report: DecodeReport,
     workers: int,
-    on_thread: Callable[[int], None] | None = None,
+    on_thread: Callable[[int, float], None] | None = None,
 ) -> Iterator[Frame]:
     """``sample_frames`` over the whole file, with ``workers`` single-threaded decoders working on
     successive chunks. ``container`` is only used to find the chunks; decoding stops at the first
     chunk that ends in an error, as a single decoder would. ``on_thread`` gets each worker's
-    native thread id (CPU accounting)."""
+    native thread id and CPU seconds so far after every chunk (CPU accounting)."""
     needed = needed_near_ticks(options, info.fps)
     report.decoders = workers
     local = threading.local()
@@ -137,9 +138,10 @@ def sample_in_chunks(
             local.container = open_video(source)
             with lock:
                 opened.append(local.container)
-            if on_thread is not None:
-                on_thread(threading.get_native_id())
-        return _decode_chunk(local.container, chunk, info, options, needed)
+        stretch = _decode_chunk(local.container, chunk, info, options, needed)
+        if on_thread is not None:
+            on_thread(threading.get_native_id(), time.thread_time())
+        return stretch
 
     def candidates() -> Iterator[_Candidate]:
         chunks = keyframe_chunks(container, info)

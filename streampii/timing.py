@@ -77,9 +77,10 @@ class ThreadGroup:
             if tid not in self._seconds and _thread_name(tid).startswith(self.prefix):
                 self._seconds[tid] = 0.0
 
-    def add(self, tid: int) -> None:
-        """Count a thread of ours in (its native id), whatever its name."""
-        self._seconds.setdefault(str(tid), 0.0)
+    def add(self, tid: int, seconds: float = 0.0) -> None:
+        """Count a thread of ours in (its native id), whatever its name, with the CPU seconds it
+        has used so far (it may exit before ``cpu`` is read)."""
+        self._seconds[str(tid)] = max(seconds, self._seconds.get(str(tid), 0.0))
 
     def cpu(self) -> float | None:
         if not _TASKS.is_dir():

@@ -111,3 +111,7 @@ def test_watch_decodes_in_chunks_without_blur_and_in_one_pass_with_it(clips: dic
     assert results[False]["decode"]["decoders"] == 2
     assert results[True]["decode"]["decoders"] == 1  # the redactor needs every frame, in order
     assert results[False]["counts"]["frames_sampled"] == results[True]["counts"]["frames_sampled"] == 31
+    for manifest in results.values():  # stage CPU is the pipeline thread's own: it adds up within it
+        timings = manifest["timings"]
+        assert sum(timings["stages_cpu"].values()) <= timings["threads_cpu"]["pipeline"] + 0.05
+    assert results[False]["timings"]["threads_cpu"]["decoder"] > 0  # the chunk workers, counted by id
