@@ -8,8 +8,8 @@ the first at or after each tick, see ``could_be_picked``), already resized, so m
 few small frames per stretch in flight; the sampler's own pick then runs over them in time
 order and gives exactly the frames one decoder would give.
 
-Used for files without ``--blur`` (the redactor needs every frame, in order) in containers whose
-index makes a seek land exactly on a keyframe.
+Used for files without ``--blur`` (the redactor needs every frame, in order) in MP4/MOV, whose
+sample index makes a seek land on the same keyframe every time.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ from streampii.sampler import (
 )
 from streampii.source import NO_FRAMES, DecodeReport, VideoInfo, decode_video, open_video
 
-SEEKABLE = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})  # indexed: a seek lands on a keyframe
+# MP4/MOV always carry a sample index, so a seek lands on the same keyframe every time
+# (Matroska's cues are optional: without them a seek may land elsewhere)
+SEEKABLE = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
 SPACING = 4.0  # seconds between the points where a stretch may start (at the keyframe before each)
 MAX_WORKERS = 8  # each decoder holds its own reference frames
 
