@@ -34,7 +34,7 @@ from streampii.sampler import (
     sample_frames,
     to_frame,
 )
-from streampii.source import NO_FRAMES, DecodeReport, VideoInfo, decode_video, open_video
+from streampii.source import NO_FRAMES, DecodeReport, VideoInfo, decode_video, ffmpeg_reason, open_video
 
 # MP4/MOV always carry a sample index, so a seek lands on the same keyframe every time
 # (Matroska's cues are optional: without them a seek may land elsewhere)
@@ -201,7 +201,7 @@ def _decode_chunk(
     try:
         container.seek(chunk.seek, stream=stream, backward=True)
     except av.error.FFmpegError as exc:
-        stretch.error = str(exc)
+        stretch.error = ffmpeg_reason(exc)
         return stretch
     for decoded in decode_video(container, info, decode, needed, threads=1):  # the workers are the parallelism
         if decoded.t < chunk.start - 1e-6:

@@ -192,16 +192,7 @@ class _Source:
         """Sampled frames, from one decoder (with the redactor fed on the way) or from chunks."""
         if self.chunked is None:
             return sample_frames(self.decoded(report, timer), options)
-        return self._chunked(report, timer)
-
-    def _chunked(self, report: DecodeReport, timer: StageTimes) -> Iterator[Frame]:
-        frames = iter(self.chunked(report))
-        while True:
-            with timer.stage("decode"):  # waiting for the workers, and picking
-                frame = next(frames, None)
-            if frame is None:
-                return
-            yield frame
+        return timer.wrap("decode", self.chunked(report))  # waiting for the workers, and picking
 
     def decoded(self, report: DecodeReport, timer: StageTimes) -> Iterator:
         """Decoded frames; with a redactor, each frame goes to it too (one decode pass for both)."""

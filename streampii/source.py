@@ -104,7 +104,7 @@ def open_video(
     except av.error.InvalidDataError:
         raise InputError(shown, "not a video file, or damaged beyond reading (no container header)") from None
     except av.error.FFmpegError as exc:
-        raise InputError(shown, _ffmpeg_reason(exc)) from None
+        raise InputError(shown, ffmpeg_reason(exc)) from None
     if not container.streams.video:
         container.close()
         raise InputError(shown, "has no video stream")
@@ -115,7 +115,8 @@ def open_video(
     return container
 
 
-def _ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+def ffmpeg_reason(exc: av.error.FFmpegError) -> str:
+    """FFmpeg's error as one lower-case line, any URL credentials hidden."""
     message = getattr(exc, "strerror", None) or str(exc)
     return redact_url(str(message)).rstrip(".").lower()
 
@@ -224,7 +225,7 @@ def decode_video(
                 rotation = _frame_rotation(frame, info.rotation)
                 yield DecodedFrame(t=max(t, 0.0), frame=frame, rotation=rotation)
     except av.error.FFmpegError as exc:
-        report.error = _ffmpeg_reason(exc)
+        report.error = ffmpeg_reason(exc)
     if report.frames_decoded == 0 and report.error is None:
         report.error = NO_FRAMES
 
