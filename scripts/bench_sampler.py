@@ -8,9 +8,10 @@ Compares, at fps 1 and max_pixels 360*420:
   on a shared clip and on a generated 10-minute 720p clip;
 - the sampler's peak RSS on a 1-minute and a 10-minute input (each in its own process).
 The sampler runs as `streampii watch` runs it: in an indexed file, keyframe-to-keyframe chunks
-are decoded side by side by one single-threaded decoder per CPU (streampii/chunks.py), and
-non-reference frames (B-frames) far from the ticks are never decoded. Each figure is the best
-of three runs (two for the sampler and ffmpeg on the 10-minute clip, one for fetch_video there).
+are decoded side by side by single-threaded decoders, one per CPU and one more
+(streampii/chunks.py), and non-reference frames (B-frames) far from the ticks are never decoded. Each figure is the best
+of five rounds, the three taken in turn in each (runs of a second vary by 20% or more on a
+shared machine; two rounds on the 10-minute clip, with fetch_video in the first only).
 Targets: sampler <= 1.0x ffmpeg; >= 2x faster than fetch_video; RSS(10 min) <= 1.1x RSS(1 min).
 """
 
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from operator import itemgetter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,9 +68,16 @@ def ffmpeg_decode(path: Path) -> float:
     return time.perf_counter() - t0
 
 
-def best(fn, repeat: int = 2):
-    results = [fn() for _ in range(repeat)]
-    return min(results, key=lambda r: r["seconds"] if isinstance(r, dict) else r)
+def best_interleaved(path: Path, repeat: int, fetch_repeat: int) -> tuple[dict, float, dict]:
+    """Best of ``repeat`` rounds of sampler, ffmpeg and fetch_video taken in turn, so that a slow
+    spell of a shared machine falls on all three instead of on whichever ran during it."""
+    ours, floor, theirs = [], [], []
+    for round_ in range(repeat):
+        ours.append(child("sampler", path))
+        floor.append(ffmpeg_decode(path))
+        if round_ < fetch_repeat:
+            theirs.append(child("fetch_video", path))
+    return min(ours, key=itemgetter("seconds")), min(floor), min(theirs, key=itemgetter("seconds"))
 
 
 def generate(path: Path, minutes: int) -> Path:
@@ -126,10 +135,8 @@ def main() -> None:
     if no_b_frames.exists() and no_b_frames != args.clip:
         inputs.insert(1, ("shared, no B-frames: intel_car", no_b_frames))
     for label, path in inputs:
-        repeat = 1 if path == ten else 3  # fetch_video holds the whole 10-minute clip in memory (12 GB)
-        ours = best(lambda p=path: child("sampler", p), repeat=max(2, repeat))
-        floor = best(lambda p=path: ffmpeg_decode(p), repeat=max(2, repeat))
-        theirs = best(lambda p=path: child("fetch_video", p), repeat=repeat)
+        # fetch_video holds the whole 10-minute clip in memory (12 GB): once there
+        ours, floor, theirs = best_interleaved(path, 2, 1) if path == ten else best_interleaved(path, 5, 5)
         rows[label] = (ours, floor, theirs)
         print(
             f"{label:32} {ours['seconds']:10.2f} {floor:9.2f} {theirs['seconds']:14.2f} "

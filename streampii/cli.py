@@ -239,7 +239,7 @@ def watch_command(
         analyzers = [shared]
         options = replace(options, batch_size=max(1, batch_size // jobs))
     if jobs > 1:  # inputs side by side share the CPUs that one input's chunk decoders would use
-        options = replace(options, decode_workers=max(1, default_workers() // jobs))
+        options = replace(options, decode_workers=default_workers(jobs))
     outcomes: dict[int, RunResult | InputError] = {}
     json_lock = threading.Lock()
 

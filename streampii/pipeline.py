@@ -47,7 +47,7 @@ class WatchOptions:
     blur: bool = False
     redact: RedactOptions = field(default_factory=RedactOptions)
     gate: GateOptions = field(default_factory=GateOptions)
-    # decoders working side by side on a file's keyframe chunks (0: one per CPU; 1: a single
+    # decoders working side by side on a file's keyframe chunks (0: one per CPU and one more; 1: a single
     # decoder). Not a setting: the frames are the same either way.
     decode_workers: int = 0
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from videos import write_video
 
+import streampii.chunks as chunking
 from streampii.chunks import can_split, keyframe_chunks, sample_in_chunks
 from streampii.sampler import SamplerOptions, needed_near_ticks, sample_frames
 from streampii.source import DecodeReport, decode_video, describe, open_video
@@ -115,3 +116,11 @@ def test_watch_decodes_in_chunks_without_blur_and_in_one_pass_with_it(clips: dic
         timings = manifest["timings"]
         assert sum(timings["stages_cpu"].values()) <= timings["threads_cpu"]["pipeline"] + 0.05
     assert results[False]["timings"]["threads_cpu"]["decoder"] > 0  # the chunk workers, counted by id
+
+
+@pytest.mark.parametrize(
+    ("cpus", "jobs", "expected"), [(1, 1, 2), (2, 1, 3), (2, 2, 1), (4, 2, 2), (16, 1, 8), (2, 4, 1)]
+)
+def test_default_workers_one_more_than_cpus_when_alone(monkeypatch, cpus, jobs, expected):
+    monkeypatch.setattr(chunking.os, "sched_getaffinity", lambda _pid: set(range(cpus)))
+    assert chunking.default_workers(jobs) == expected
