@@ -153,13 +153,15 @@ def main() -> int:
     stretches = make_clip(clip, args.minutes)
     model = tiny_model(work / "tiny-qwen2vl")
     duration = args.minutes * 60
-    # the median of three: on a shared machine one decode's CPU time varies by 20% or more
-    decode_cpu = sorted(plain_decode_cpu(clip) for _ in range(3))[1]
+    # on a shared machine one decode's CPU time varies by 20% or more, and drifts over the half
+    # hour the runs take: the baseline is the median of three decodes before and after each run
+    decodes = [plain_decode_cpu(clip) for _ in range(3)]
 
     rows = {}
     for gate in ("off", "detect"):
         print(f"running --gate {gate} ...", flush=True)
         wall, manifest, events = run_watch(clip, model, work / f"out-gate-{gate}", gate)
+        decodes += [plain_decode_cpu(clip) for _ in range(3)]
         counts, timings = manifest["counts"], manifest["timings"]
         analysed = [(w["start"], w["end"]) for w in manifest["windows"] if w["status"] in ("analyzed", "failed")]
         detector_spans = [(e["start"], e["end"]) for e in events if e.get("detector") in ("centerface", "ppocr")]
@@ -181,6 +183,7 @@ def main() -> int:
             "overhead": overhead,
         }
 
+    decode_cpu = sorted(decodes)[len(decodes) // 2]
     print()
     print(f"{'':28} {'gate off':>12} {'gate detect':>12}")
     off, on = rows["off"], rows["detect"]
@@ -201,7 +204,10 @@ def main() -> int:
         a, b = off["threads"][group] / per_min, on["threads"][group] / per_min
         print(f"{'  ' + group:28} {a:12.2f} {b:12.2f}")
     print()
-    print(f"plain PyAV decode, median of 3: {decode_cpu:.1f} CPU s ({decode_cpu / per_min:.2f} per video minute)")
+    print(
+        f"plain PyAV decode, median of {len(decodes)} ({min(decodes):.1f} to {max(decodes):.1f}): "
+        f"{decode_cpu:.1f} CPU s ({decode_cpu / per_min:.2f} per video minute)"
+    )
     for gate, row in rows.items():
         print(
             f"pipeline overhead (all but VLM, detector forward passes, H.264 encode), gate {gate}: "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import threading
@@ -367,6 +368,9 @@ def _build_analyzers(options: WatchOptions) -> tuple[list, str | None]:
         analyzer = load_qwen2vl(
             options.model, options.device, batch_size=options.batch_size, max_new_tokens=options.max_new_tokens
         )
+        # torch, transformers and the model are millions of objects that live to the end: keep the
+        # cyclic GC from walking them again in each full collection (0.3 s each, measured)
+        gc.freeze()
         return [analyzer], None
     except AnalyzerError as exc:
         if options.vlm == "auto":

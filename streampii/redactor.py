@@ -322,16 +322,13 @@ class Redactor:
 
 
 def _thumbnail(decoded: DecodedFrame) -> np.ndarray:
-    """Grey, about 1/8 size: every 4th luma sample, 2x2-averaged. Cheap next to decoding (a tenth
-    of a millisecond at 720p), and averaging keeps codec noise well under the change threshold."""
+    """Grey at 1/8 size, each pixel the mean of its 8x8 block (one swscale call: 0.13 ms at 720p).
+    Every source pixel counts, so a small newcomer moves its block's mean, and averaging keeps
+    codec noise well under the change threshold."""
     frame = decoded.frame
-    if frame.format.name.startswith(("yuv", "yuvj", "nv")):
-        luma = _plane(frame.planes[0], frame.width, frame.height)
-    else:
-        luma = frame.to_ndarray(format="gray")
-    small = luma[::4, ::4].astype(np.int16)
-    h, w = small.shape[0] // 2 * 2, small.shape[1] // 2 * 2
-    return (small[0:h:2, 0:w:2] + small[1:h:2, 0:w:2] + small[0:h:2, 1:w:2] + small[1:h:2, 1:w:2]) // 4
+    width, height = max(1, frame.width // 8), max(1, frame.height // 8)
+    grey = frame.reformat(width=width, height=height, format="gray", interpolation="AREA").to_ndarray()
+    return grey.astype(np.int16)
 
 
 def _unchanged(before: np.ndarray | None, now: np.ndarray, threshold: int) -> bool:
