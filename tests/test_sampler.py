@@ -5,12 +5,13 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from videos import write_video
 
 from streampii.sampler import Frame, SamplerOptions, sample_frames, smart_resize
-from streampii.source import DecodeReport, decode_video, describe, open_video
+from streampii.source import DecodeReport, decode_video, describe, open_video, to_array
 
 
 def sample(path: Path, **options) -> list[Frame]:
@@ -180,3 +181,26 @@ def test_dropping_what_could_not_be_picked_changes_nothing() -> None:
             )
         ]
         assert [x.t for x in pick_nearest(kept, fps)] == [x.t for x in pick_nearest(items, fps)], (trial, fps)
+
+
+def test_kept_reformatter_gives_what_each_frame_own_gives(tmp_path):
+    """One swscale context per thread and use, kept between frames: changes of size and format
+    between calls must not leak into the next conversion."""
+    rng = np.random.default_rng(3)
+    decoded = []
+    for width, height in ((320, 180), (200, 120)):
+        noise = [rng.integers(0, 255, (height, width, 3), np.uint8) for _ in range(4)]
+        clip = write_video(
+            tmp_path / f"{width}.mp4", [i / 10 for i in range(4)], (width, height), lambda i, t, noise=noise: noise[i]
+        )
+        with av.open(str(clip)) as container:
+            decoded.append(list(container.decode(video=0)))
+    settings = [
+        {"format": "rgb24"},
+        {"width": 112, "height": 56, "format": "rgb24", "interpolation": "AREA"},
+        {"width": 40, "height": 22, "format": "gray", "interpolation": "AREA"},
+    ]
+    for pair in zip(*decoded, strict=True):  # the size changes at every frame
+        for frame in pair:
+            for setting in settings:
+                assert np.array_equal(to_array(frame, "test", **setting), frame.reformat(**setting).to_ndarray())
