@@ -9,9 +9,10 @@ Compares, at fps 1 and max_pixels 360*420:
 - the sampler's peak RSS on a 1-minute and a 10-minute input (each in its own process).
 The sampler runs as `streampii watch` runs it: in an indexed file, keyframe-to-keyframe chunks
 are decoded side by side by single-threaded decoders, one per CPU and one more
-(streampii/chunks.py), and non-reference frames (B-frames) far from the ticks are never decoded. Each figure is the best
-of five rounds, the three taken in turn in each (runs of a second vary by 20% or more on a
-shared machine; two rounds on the 10-minute clip, with fetch_video in the first only).
+(streampii/chunks.py), and non-reference frames (B-frames) far from the ticks are never
+decoded. Each figure is the best of five rounds, the three taken in turn in each (runs of a
+second vary by 20% or more on a shared machine; two rounds on the 10-minute clip, with
+fetch_video in the first only).
 Targets: sampler <= 1.0x ffmpeg; >= 2x faster than fetch_video; RSS(10 min) <= 1.1x RSS(1 min).
 """
 

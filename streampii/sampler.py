@@ -1,8 +1,9 @@
 """Sampler: pick frames at ``fps`` by presentation timestamp and resize them to the Qwen grid.
 
 Only the picked frames are converted: each is scaled and turned into RGB in one swscale
-call (``VideoFrame.reformat``), never converted to full-size RGB first. Memory holds one
-decoded frame and the one before it, whatever the length of the input.
+call (``source.to_array``, whose swscale context lasts from frame to frame), never converted
+to full-size RGB first. Memory holds one decoded frame and the one before it, whatever the
+length of the input.
 """
 
 from __future__ import annotations
