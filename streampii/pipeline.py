@@ -195,7 +195,8 @@ class _Source:
         return timer.wrap("decode", self.chunked(report))  # waiting for the workers, and picking
 
     def decoded(self, report: DecodeReport, timer: StageTimes) -> Iterator:
-        """Decoded frames; with a redactor, each frame goes to it too (one decode pass for both)."""
+        """Decoded frames; with a redactor, each frame goes to it too (one decode pass for both),
+        once the sampler has taken it: the redactor masks frames in place."""
         self.decoder_threads.start()
         frames = iter(self.frames(report))
         first = True
@@ -207,10 +208,12 @@ class _Source:
                 first = False
             if frame is None:
                 return
+            # pushed once the sampler has seen it: the sampler has then taken or dropped every earlier
+            # frame, and a frame is masked only after a frame a look-ahead later has been pushed
+            yield frame
             if self.redactor is not None:
                 with timer.stage("redact"):
                     self.redactor.push(frame)
-            yield frame
 
     def close(self) -> None:
         if self.redactor is not None:

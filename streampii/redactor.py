@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 
 from streampii.detectors import Detections, Detector, parse_detect
@@ -312,8 +313,7 @@ class Redactor:
                     self.on_event(event)
 
     def _render(self, decoded: DecodedFrame) -> None:
-        with self.report.times.stage("mask"):
-            boxes = self.tracker.boxes_at(decoded.t)
+        boxes = self.tracker.boxes_at(decoded.t)
         if self.on_masks is not None:
             self.on_masks(decoded.t, boxes)
         self.output.write(decoded, boxes)
@@ -327,12 +327,12 @@ def _thumbnail(decoded: DecodedFrame) -> np.ndarray:
     codec noise well under the change threshold."""
     frame = decoded.frame
     width, height = max(1, frame.width // 8), max(1, frame.height // 8)
-    grey = to_array(frame, "thumbnail", width=width, height=height, format="gray", interpolation="AREA")
-    return grey.astype(np.int16)
+    return to_array(frame, "thumbnail", width=width, height=height, format="gray", interpolation="AREA")
 
 
 def _unchanged(before: np.ndarray | None, now: np.ndarray, threshold: int) -> bool:
-    return before is not None and before.shape == now.shape and int(np.abs(now - before).max()) <= threshold
+    # the largest grey-level change in one OpenCV call: no temporaries, unlike numpy's abs(a - b).max()
+    return before is not None and before.shape == now.shape and cv2.norm(now, before, cv2.NORM_INF) <= threshold
 
 
 def upright_rgb(decoded: DecodedFrame) -> np.ndarray:
@@ -353,8 +353,10 @@ class _Output:
         self.last_masked: float | None = None
 
     def write(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> None:
-        with self.report.times.stage("mask"):
-            frame = self._masked(decoded, boxes)
+        frame = decoded.frame
+        if boxes or decoded.rotation:  # most frames go to the encoder as decoded: no timer for them
+            with self.report.times.stage("mask"):
+                frame = self._masked(decoded, boxes)
         self.report.frames_masked += bool(boxes)
         with self.report.times.stage("encode"):
             self._put(frame, decoded, boxes)
@@ -425,8 +427,6 @@ class _Output:
 
     def _masked(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> av.VideoFrame:
         frame = decoded.frame
-        if not boxes and not decoded.rotation:
-            return frame
         width, height = (frame.height, frame.width) if decoded.rotation in (90, 270) else (frame.width, frame.height)
         masks = []
         for family, box in boxes:
@@ -437,19 +437,18 @@ class _Output:
                 masks.append((scaled, full, ellipse))
         fmt = frame.format.name
         if not decoded.rotation and fmt in _PLANAR and width % 2 == 0 and height % 2 == 0:
-            # one copy into a frame of our own (the decoder may still read its frame as a reference)
-            out = av.VideoFrame(width, height, fmt)
+            # masked where it lies: the sampler is done with the frame by now (the pipeline feeds the
+            # redactor after it), and FFmpeg copies it first if the decoder still holds it as a reference
+            frame.make_writable()
             sizes = ((width, height), (width // 2, height // 2), (width // 2, height // 2))
-            planes = [_plane(dst, w, h) for dst, (w, h) in zip(out.planes, sizes, strict=True)]
-            for src, dst, (w, h) in zip(frame.planes, planes, sizes, strict=True):
-                dst[...] = _plane(src, w, h)
+            planes = [_plane(plane, w, h) for plane, (w, h) in zip(frame.planes, sizes, strict=True)]
             black = 0 if fmt == "yuvj420p" else 16
             mask_planes(planes, masks, self.options.mode, (black, 128, 128))
-        else:
-            rgb = upright_rgb(decoded)
-            for scaled, full, ellipse in masks:
-                obscure(rgb, scaled, self.options.mode, ellipse, (0, 0, 0), full)
-            out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            return frame
+        rgb = upright_rgb(decoded)
+        for scaled, full, ellipse in masks:
+            obscure(rgb, scaled, self.options.mode, ellipse, (0, 0, 0), full)
+        out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         return out
 

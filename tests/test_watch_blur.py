@@ -156,3 +156,47 @@ def test_frames_wait_for_the_vlm_at_most_max_hold(walk, tmp_path: Path) -> None:
         report = redactor.finish()
     assert most <= walk.fps * 1.0 + 2  # about one second of frames, not the whole clip
     assert report.frames_written == walk.frames
+
+
+class FrameKeeper:
+    """A stand-in VLM that keeps a copy of every frame it is shown."""
+
+    name = "keeper"
+
+    def __init__(self) -> None:
+        self.frames: dict[float, np.ndarray] = {}
+
+    def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+        for window in windows:
+            self.frames.update((f.t, f.image.copy()) for f in window.frames)
+        return [WindowResult(window, [], self.name) for window in windows]
+
+    def describe(self) -> dict:
+        return {"analyzer": self.name}
+
+
+def test_the_vlm_is_shown_frames_before_they_are_masked(walk, tmp_path: Path) -> None:
+    """The redactor masks decoded frames in place: the sampler must have taken each one first,
+    also with the shortest look-ahead and no waiting for the VLM."""
+    redact = RedactOptions(
+        detect=("face",), margin=0.0, detect_interval=0.0, static_threshold=0, max_hold=0.0, mode="fill", shape="rect"
+    )
+    shown = {}
+    for blur in (False, True):
+        keeper = FrameKeeper()
+        options = WatchOptions(
+            out=tmp_path / f"blur-{blur}",
+            sampler=SamplerOptions(fps=5),  # at 24 fps, some ticks take the frame before them
+            windows=WindowOptions(window=1.0, stride=1.0),
+            blur=blur,
+            gate=GateOptions(mode="off"),
+            redact=redact,
+        )
+        assert watch(str(walk.path), options, [keeper]).state == "complete"
+        shown[blur] = keeper.frames
+    assert len(shown[True]) >= 14 and shown[True].keys() == shown[False].keys()
+    for t, image in shown[False].items():
+        assert np.array_equal(shown[True][t], image), f"the VLM was shown the frame at {t} s masked"
+    after, _ = decode_rgb(tmp_path / "blur-True" / "walk.redacted.mp4")
+    x1, y1, x2, y2 = walk.boxes[10]["face"]
+    assert after[10][y1 + 10 : y2 - 10, x1 + 10 : x2 - 10].mean() < 20  # and the output is masked
