@@ -300,9 +300,10 @@ class Redactor:
             limit = min(limit, max(self.hold_until - 1e-6, self._latest - self.options.max_hold))
         while self._buffer and self._buffer[0].t <= limit:
             self._render(self._buffer.popleft())
-        self._emit(self.tracker.close(self._latest))
-        if self._buffer:
-            self.tracker.forget(self._buffer[0].t)
+        if self.tracker.tracks:  # (an empty scene has none: nothing to close or forget, frame after frame)
+            self._emit(self.tracker.close(self._latest))
+            if self._buffer:
+                self.tracker.forget(self._buffer[0].t)
 
     def _emit(self, tracks) -> None:
         for track in tracks:

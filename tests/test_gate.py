@@ -127,6 +127,22 @@ def test_changed_fraction_measures_the_changed_area() -> None:
     assert changed_fraction(a, small_gray(np.zeros((140, 252, 3), np.uint8), 80)) == 1.0  # new resolution
 
 
+@pytest.mark.parametrize("shape", [(280, 504), (720, 1280), (89, 160), (300, 161), (6, 2000)])
+def test_small_gray_is_the_block_mean_of_the_grey_picture(shape) -> None:
+    """Grey first and a whole-factor shrink before the rest: within a few levels of one
+    INTER_AREA resize of the picture, at any size and aspect."""
+    rng = np.random.default_rng(5)
+    picture = noisy(cv2.resize(scene(), shape[::-1], interpolation=cv2.INTER_LINEAR), rng, sigma=30.0)
+    small = small_gray(picture)
+    h, w = shape
+    scale = min(1.0, 160 / max(h, w))
+    dims = (max(1, round(w * scale)), max(1, round(h * scale)))
+    grey = cv2.resize(cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY), dims, interpolation=cv2.INTER_AREA)
+    expected = cv2.GaussianBlur(grey.astype(np.float32), (3, 3), 0)
+    assert small.shape == expected.shape == (dims[1], dims[0])
+    assert np.abs(small - expected).mean() < 1.5 and np.abs(small - expected).max() < 8
+
+
 def test_a_face_in_a_still_scene_is_analyzed_in_detect_mode_only() -> None:
     images = static_images(10)
     detect = decide_all(images, GateOptions(mode="detect"), [FakeDetector("face", 0.9)])
