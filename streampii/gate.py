@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from streampii.detectors import Detections, Detector
+from streampii.masks import block_means
 from streampii.sampler import Frame
 from streampii.timing import StageTimes
 from streampii.windows import Window
@@ -110,8 +111,7 @@ def small_gray(image: np.ndarray, size: int = 160) -> np.ndarray:
     gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     factor = min(int(1 / scale), h, w)  # (a sliver of a picture keeps at least one row)
     if factor > 1:
-        gh, gw = h // factor, w // factor
-        gray = cv2.resize(gray[: gh * factor, : gw * factor], (gw, gh), interpolation=cv2.INTER_AREA)
+        gray = block_means(gray, factor)
     if (gray.shape[1], gray.shape[0]) != dims:
         gray = cv2.resize(gray, dims, interpolation=cv2.INTER_AREA)
     return cv2.GaussianBlur(gray.astype(np.float32), (3, 3), 0)

