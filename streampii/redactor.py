@@ -25,12 +25,19 @@ from streampii.detectors import Detections, Detector, parse_detect
 from streampii.detectors.hints import hint_detections
 from streampii.events import Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
-from streampii.source import DecodedFrame, DecodeReport, VideoInfo, decode_video, describe, open_video, to_array
+from streampii.source import (
+    PLANAR_420,
+    DecodedFrame,
+    DecodeReport,
+    VideoInfo,
+    decode_video,
+    describe,
+    open_video,
+    to_array,
+)
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
 from streampii.writer import VideoWriter
-
-_PLANAR = ("yuv420p", "yuvj420p")  # masked on the decoder's planes, no colour conversion
 
 
 @dataclass(frozen=True)
@@ -232,37 +239,56 @@ class Redactor:
 
     def push(self, decoded: DecodedFrame) -> None:
         self.report.frames += 1
-        self._latest = decoded.t
-        self._take_hints(decoded.t)
+        self._latest = t = decoded.t
+        self._take_hints(t)
         image = thumb = None
+        waiting = []  # detectors not due on this frame
         for i, (detector, interval) in enumerate(self.detectors):
-            if decoded.t + 1e-3 < self._due[i] + interval:
+            if t + 1e-3 < self._due[i] + interval:
+                waiting.append(i)
                 continue
-            self._due[i] = decoded.t
+            self._due[i] = t
             if self.options.static_threshold:
                 if thumb is None:
                     with self.report.times.stage("convert"):
                         thumb = _thumbnail(decoded)
-                last = self._last_run[i]
-                if last is not None and decoded.t - last[0] <= self.options.static_max_age:
-                    if _unchanged(last[1], thumb, self.options.static_threshold):
-                        # same picture as at the last run: the same things are where they were
-                        self.tracker.update(decoded.t, last[2], link_gap=self.gaps[i])
-                        self.report.reused[detector.name] += 1
-                        if not len(last[2]):  # nothing there: look less often (never beyond the lead-in)
-                            idle = min(self.options.idle_interval, self.options.margin)
-                            self._due[i] += max(0.0, idle - interval)
-                        continue
+                if self._still(i, t, thumb):
+                    continue
             if image is None:
                 with self.report.times.stage("convert"):
                     image = upright_rgb(decoded)
             with self.report.times.stage("detect"):
                 found = detector.detect(image)
-            self.tracker.update(decoded.t, found, link_gap=self.gaps[i])
+            self.tracker.update(t, found, link_gap=self.gaps[i])
             self.report.detections[detector.name] += 1
-            self._last_run[i] = (decoded.t, thumb, found)
+            self._last_run[i] = (t, thumb, found)
+        if thumb is not None:
+            # A thumbnail taken for one detector serves the others too: one that found nothing and
+            # sees the same picture takes this frame as its look, early. Detectors looking at
+            # different intervals (0.3 and 0.5 s on an empty scene) then share their thumbnails
+            # instead of each taking its own. Early looks never delay a run: a changed picture
+            # waits for its due look as before.
+            for i in waiting:
+                last = self._last_run[i]
+                if last is not None and not len(last[2]):
+                    self._still(i, t, thumb)
         self._buffer.append(decoded)
         self._render_ready()
+
+    def _still(self, i: int, t: float, thumb: np.ndarray) -> bool:
+        """Detector ``i`` sees the picture of its last run: its boxes hold at ``t`` (and when it
+        found nothing, it looks again an idle interval later)."""
+        last = self._last_run[i]
+        if last is None or t - last[0] > self.options.static_max_age:
+            return False
+        if not _unchanged(last[1], thumb, self.options.static_threshold):
+            return False
+        detector, interval = self.detectors[i]
+        self.tracker.update(t, last[2], link_gap=self.gaps[i])
+        self.report.reused[detector.name] += 1
+        if not len(last[2]):  # nothing there: look less often (never beyond the lead-in)
+            self._due[i] = t + max(0.0, min(self.options.idle_interval, self.options.margin) - interval)
+        return True
 
     def release(self, until: float | None) -> None:
         """The VLM has placed every box it will place before ``until`` (None: no VLM to wait for)."""
@@ -323,7 +349,7 @@ class Redactor:
 
 
 def _thumbnail(decoded: DecodedFrame) -> np.ndarray:
-    """Grey at 1/8 size, each pixel the mean of its 8x8 block (one swscale call: 0.08 ms at 720p).
+    """Grey at 1/8 size, each pixel the mean of its 8x8 block (one swscale call: 0.2 ms at 720p).
     Every source pixel counts, so a small newcomer moves its block's mean, and averaging keeps
     codec noise well under the change threshold."""
     frame = decoded.frame
@@ -437,7 +463,7 @@ class _Output:
                 full = _grown(box, self.options.mask_scale)
                 masks.append((scaled, full, ellipse))
         fmt = frame.format.name
-        if not decoded.rotation and fmt in _PLANAR and width % 2 == 0 and height % 2 == 0:
+        if not decoded.rotation and fmt in PLANAR_420 and width % 2 == 0 and height % 2 == 0:
             # masked where it lies: the sampler is done with the frame by now (the pipeline feeds the
             # redactor after it), and FFmpeg copies it first if the decoder still holds it as a reference
             frame.make_writable()
@@ -469,7 +495,7 @@ def _grown(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:
 def _out_format(frame: av.VideoFrame) -> str:
     if frame.width % 2 or frame.height % 2:
         return "yuv444p"  # x264 needs even sizes for 4:2:0; keep the size, not the subsampling
-    return frame.format.name if frame.format.name in _PLANAR else "yuv420p"
+    return frame.format.name if frame.format.name in PLANAR_420 else "yuv420p"
 
 
 __all__ = [

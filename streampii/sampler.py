@@ -1,7 +1,7 @@
 """Sampler: pick frames at ``fps`` by presentation timestamp and resize them to the Qwen grid.
 
-Only the picked frames are converted: each is scaled and turned into RGB in one swscale
-call (``source.to_array``, whose swscale context lasts from frame to frame), never converted
+Only the picked frames are converted: each is scaled, then turned into RGB, by swscale
+(``source.to_small_array``, whose contexts last from frame to frame), never converted
 to full-size RGB first. Memory holds one decoded frame and the one before it, whatever the
 length of the input.
 """
@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from streampii.source import DecodedFrame, to_array
+from streampii.source import DecodedFrame, to_small_array
 
 GRID = 28  # Qwen2-VL: 14-pixel patches merged 2x2
 MAX_ASPECT_RATIO = 200
@@ -146,13 +146,13 @@ def could_be_picked(before: float | None, t: float, after: float | None, fps: fl
 
 
 def to_frame(decoded: DecodedFrame, index: int, options: SamplerOptions) -> Frame:
-    """The decoded frame upright, scaled and converted to RGB in one swscale call."""
+    """The decoded frame upright, scaled and converted to RGB by swscale."""
     frame = decoded.frame
     sideways = decoded.rotation in (90, 270)
     upright_w, upright_h = (frame.height, frame.width) if sideways else (frame.width, frame.height)
     height, width = smart_resize(upright_h, upright_w, options.min_pixels, options.max_pixels)
     coded_w, coded_h = (height, width) if sideways else (width, height)
-    rgb = to_array(frame, "sample", width=coded_w, height=coded_h, format="rgb24", interpolation="AREA")
+    rgb = to_small_array(frame, "sample", coded_w, coded_h, "rgb24", "AREA")
     if decoded.rotation:
         rgb = np.ascontiguousarray(np.rot90(rgb, k=decoded.rotation // 90))
     return Frame(

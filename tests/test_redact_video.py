@@ -240,3 +240,62 @@ def test_empty_still_picture_is_looked_at_less_often_and_a_newcomer_is_masked_fr
     after, _ = decode_rgb(out_path)
     for i in range(arrive, frames):
         assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i} face visible"
+
+
+def test_detectors_on_an_empty_still_picture_share_thumbnails_and_a_change_still_runs_each_in_time(
+    tmp_path, monkeypatch
+):
+    """Two detectors that found nothing, looking every 0.3 and 0.5 s: the second takes the first's
+    thumbnails for its looks instead of its own. When the picture changes, each runs again no
+    later than its own interval after the change."""
+    import av
+
+    import streampii.redactor as redactor
+    from streampii.detectors import Detections
+    from tests.redact_clip import background
+
+    current, runs = [0.0], {}
+
+    class Blind:  # finds nothing; records when it ran
+        def __init__(self, name):
+            self.name = name
+
+        def detect(self, image):
+            runs.setdefault(self.name, []).append(current[0])
+            return Detections(detector=self.name)
+
+    fps, frames, change = 10, 60, 41  # 4.1 s of a still picture, then another one
+    still, other = background(320, 192), background(320, 192)[::-1].copy()
+    path = tmp_path / "still.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 320, 192, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(still if i < change else other, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    thumbnails = []
+    real = redactor._thumbnail
+    monkeypatch.setattr(redactor, "_thumbnail", lambda decoded: thumbnails.append(decoded.t) or real(decoded))
+    with open_video(str(path)) as container:
+        info = describe(container, str(path))
+
+        def noted():
+            for decoded in decode_video(container, info):
+                current[0] = decoded.t
+                yield decoded
+
+        options = RedactOptions(detect_interval=0.1, text_interval=0.5, idle_interval=0.3, margin=0.5)
+        report = redact_frames(
+            noted(), info, tmp_path / "out.mp4", options, detectors=[(Blind("face"), 0.1), (Blind("text"), 0.5)]
+        )
+    still_thumbs = [t for t in thumbnails if t < change / fps]
+    # the face detector's looks alone, one every 0.3 s (the old own 0.5-s looks made 20 in all)
+    assert len(still_thumbs) <= 4.1 / 0.3 + 2, still_thumbs
+    assert report.reused["text"] >= len(still_thumbs) - 2  # nearly every thumbnail was a look for both
+    after = change / fps
+    for name, interval in (("face", 0.3), ("text", 0.5)):
+        assert runs[name][0] == 0.0  # the first look runs the detector
+        first_after = min(t for t in runs[name] if t >= after - 1e-6)
+        assert first_after <= after + interval + 1e-6, (name, runs[name])

@@ -204,3 +204,31 @@ def test_kept_reformatter_gives_what_each_frame_own_gives(tmp_path):
         for frame in pair:
             for setting in settings:
                 assert np.array_equal(to_array(frame, "test", **setting), frame.reformat(**setting).to_ndarray())
+
+
+def test_small_copy_is_a_full_size_rgb_copy_shrunk_and_starts_no_threads(clips: dict[str, Path]) -> None:
+    """The sampler's copy, scaled in 4:2:0 then converted, is within about a grey level of the
+    frame converted to full-size RGB and shrunk by INTER_AREA; and swscale works on the calling
+    thread (its own threads would cost more CPU than they save, out of the stage timers' sight)."""
+    import itertools
+    import os
+
+    import cv2
+
+    from streampii.source import to_small_array
+
+    decoded = {}
+    for name in ("intel_car-detection", "egoblur_gen1_test_video"):
+        with av.open(str(clips[name])) as container:
+            decoded[name] = list(itertools.islice(container.decode(video=0), 0, 40, 10))
+    threads = len(os.listdir("/proc/self/task"))
+    copies = []
+    for name, frames in decoded.items():
+        for frame in frames:
+            height, width = smart_resize(frame.height, frame.width, 128 * 28 * 28, 360 * 420)
+            small = to_small_array(frame, "test-small", width, height, "rgb24", "AREA")
+            copies.append((name, small, to_array(frame, "test-full", format="rgb24")))
+    assert len(os.listdir("/proc/self/task")) == threads
+    for name, small, full in copies:
+        shrunk = cv2.resize(full, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+        assert np.abs(small.astype(int) - shrunk).mean() < 1.5, name
