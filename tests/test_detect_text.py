@@ -48,3 +48,20 @@ def test_street_signs_are_text_with_values(detector, shared_data):
     assert any(v and "LOUVRE" in v for v in found.values)
     plates_only = TextDetector(("plate",)).detect(image)
     assert len(plates_only) == 0
+
+
+def test_detection_input_is_rapidocrs_own_in_float32(detector, shared_data):
+    """The float32 preprocessing gives the network what rapidocr's float64 one gives, within
+    float32 rounding, as one C-contiguous 1x3xHxW array, at every size limit."""
+    from rapidocr.ch_ppocr_det.utils import DetPreProcess
+
+    from streampii.detectors.text import float32_input
+
+    det = detector._ocr._load_det_model()
+    image = cv2.imread(str(shared_data / "images" / "easyocr_french.jpg"))
+    for limit_type, side in (("min", 736), ("max", 960), ("max", 320)):
+        prep = DetPreProcess(side, limit_type, det.mean, det.std)
+        theirs = prep(image)
+        ours = float32_input(prep)(image)
+        assert ours.dtype == np.float32 and ours.flags.c_contiguous and ours.shape == theirs.shape
+        assert np.abs(ours - theirs).max() < 1e-5
