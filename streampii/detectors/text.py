@@ -103,12 +103,12 @@ class TextDetector:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
         self._ocr = RapidOCR(params=params)
         self._ocr.use_rec = False  # detect() recognizes only the boxes it keeps
-        det = self._ocr._load_det_model()
+        self._det = det = self._ocr._load_det_model()  # reads its size limits on every call
         make = det.get_preprocess  # called on every detection, with the size limits of the moment
         det.get_preprocess = lambda: float32_input(make())
 
     def _size_detection(self, height: int, width: int) -> None:
-        det = self._ocr._load_det_model()  # reads its size limits on every call
+        det = self._det
         det.limit_type, det.limit_side_len = detection_size(height, width, self.options.side_len, self.options.max_side)
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
