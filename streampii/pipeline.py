@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import cv2
+
 from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
 from streampii.chunks import can_split, default_workers, sample_in_chunks
@@ -128,6 +130,10 @@ def watch(
     so events get wall-clock times (live sources always have them).
     """
     started = time.time()
+    # OpenCV's own pool splits each call across a worker that then spins for more: on the small
+    # pictures here that cost up to twice the CPU, on a thread no stage timer sees (a 3-minute
+    # --blur run: 48.7 against 51.0 CPU s per video minute, docs/performance.md)
+    cv2.setNumThreads(1)
     stem = stem or output_stem(source)
     if is_live(source):
         if options.blur:

