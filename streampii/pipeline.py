@@ -132,7 +132,7 @@ def watch(
     started = time.time()
     # OpenCV's own pool splits each call across a worker that then spins for more: on the small
     # pictures here that cost up to twice the CPU, on a thread no stage timer sees (a 3-minute
-    # --blur run: 48.7 against 51.0 CPU s per video minute, docs/performance.md)
+    # --blur run: 48.7 against 51.0 CPU s of the process per video minute)
     cv2.setNumThreads(1)
     stem = stem or output_stem(source)
     if is_live(source):

@@ -89,9 +89,10 @@ def _sessions_without_spinning() -> None:
     """rapidocr's onnxruntime sessions made with intra-op spinning off, as CenterFace's.
 
     Detection alternates with decoding, masking and encoding; with spinning on, onnxruntime's
-    idle workers spin for work after every run and took about a third more CPU than the runs
-    themselves (scripts/bench_e2e.py: on threads no stage timer sees). rapidocr 3.10 offers no
-    setting for it, so its session options are extended, once, for every session built after.
+    idle workers spin for work after every run, on threads no stage timer sees: a 720p detection
+    with 20 ms of other work after it took 751-777 ms of process CPU against 512-517. rapidocr
+    3.10 offers no setting for it, so its session options are extended, once, for every session
+    built after.
     """
     from rapidocr.inference_engine.onnxruntime.main import OrtInferSession
 
