@@ -50,6 +50,26 @@ def test_street_signs_are_text_with_values(detector, shared_data):
     assert len(plates_only) == 0
 
 
+def test_only_the_boxes_read_are_cut_out(detector, shared_data, monkeypatch):
+    """rapidocr would cut every detected box out of the picture; only those read are."""
+    from rapidocr.utils import process_img
+
+    cut = []
+    original = process_img.get_rotate_crop_image
+
+    def counted(img, points):
+        cut.append(1)
+        return original(img, points)
+
+    monkeypatch.setattr(process_img, "get_rotate_crop_image", counted)
+    image = cv2.cvtColor(cv2.imread(str(shared_data / "images" / "easyocr_french.jpg")), cv2.COLOR_BGR2RGB)
+    found = detector.detect(image)
+    assert len(cut) == len(found) >= 5 and any(v and "LOUVRE" in v for v in found.values)
+    cut.clear()
+    assert len(TextDetector(("plate",)).detect(image)) == 0
+    assert len(cut) < len(found)  # plates only: boxes not shaped like a plate are dropped unread
+
+
 def test_detection_input_is_rapidocrs_own_in_float32(detector, shared_data):
     """The float32 preprocessing gives the network what rapidocr's float64 one gives, within
     float32 rounding, as one C-contiguous 1x3xHxW array, at every size limit."""
