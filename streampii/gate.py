@@ -176,7 +176,7 @@ def _default_slots() -> list[_Slot]:
     def text() -> Detector:
         from streampii.detectors.text import TextDetector, TextOptions
 
-        # boxes are enough to gate on; recognition would double the cost
+        # boxes are enough to gate on (a plate is then "text"); recognition would double the cost
         # and frames on the Qwen grid are small: PP-OCR's default 736-pixel input would upscale them
         return TextDetector(kinds=("plate", "text"), options=TextOptions(recognize=False, side_len=480))
 

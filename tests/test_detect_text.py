@@ -41,6 +41,21 @@ def test_drawn_plate_is_a_license_plate_with_its_value(detector):
     assert x1 <= 70 and y1 <= 110 and x2 >= 50 + plate.shape[1] and y2 >= 130  # the plate's characters
 
 
+def test_without_recognition_a_plate_is_text_and_nothing_is_read(monkeypatch):
+    """The gate only asks whether text is there: reading it would cost a recognition per line."""
+    from streampii.detectors.text import TextOptions
+
+    scene = np.full((240, 400, 3), 90, np.uint8)
+    plate = plate_image("KA-4521-B")
+    scene[100 : 100 + plate.shape[0], 60 : 60 + plate.shape[1]] = plate
+    unread = TextDetector(("plate", "text"), TextOptions(recognize=False))
+    monkeypatch.setattr(unread._ocr, "recognize_txt", lambda crops: pytest.fail("recognition ran"))
+    found = unread.detect(scene)
+    assert found.categories == ["text"] and found.values == [None]
+    plates = TextDetector(("plate",), TextOptions(recognize=False))  # plates alone: reading is how one is told
+    assert plates.detect(scene).values == ["KA-4521-B"]
+
+
 def test_street_signs_are_text_with_values(detector, shared_data):
     image = cv2.cvtColor(cv2.imread(str(shared_data / "images" / "easyocr_french.jpg")), cv2.COLOR_BGR2RGB)
     found = detector.detect(image)

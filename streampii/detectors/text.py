@@ -28,7 +28,7 @@ class TextOptions:
     text_score: float = 0.5  # recognition score below which a box keeps no value
     side_len: int = 736  # PP-OCR upscales the shorter side to this (rapidocr's default)...
     max_side: int | None = 960  # ...but its detection input's longer side stays at most this (None: no limit)
-    recognize: bool = True  # read the text (values, plate test); off: every box is "text"
+    recognize: bool = True  # read the text (values, plate test); off: every box is "text" (plates alone: read)
     plate_aspect: tuple[float, float] = (1.3, 8.0)  # width / height of a plate's box
     max_line_height: float = 0.2  # a text line is at most this fraction of the frame's shorter side
     threads: int = 0
@@ -183,7 +183,8 @@ class TextDetector:
             aspect = (boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
             keep &= (aspect >= self.options.plate_aspect[0]) & (aspect <= self.options.plate_aspect[1])
         values: list[str | None] = [None] * len(boxes)
-        read = np.flatnonzero(keep) if self.options.recognize or "plate" in self.kinds else []
+        # unread boxes are "text"; only a detector of plates alone must read to keep anything
+        read = np.flatnonzero(keep) if self.options.recognize or "text" not in self.kinds else []
         if len(read):
             try:
                 rec = self._ocr.recognize_txt([crops[i] for i in read])
