@@ -148,26 +148,30 @@ def test_batched_generate_matches_one_window_at_a_time(tiny_qwen2vl: Path, one_t
     assert len({r.raw for r in single}) > 1  # the windows really got different answers
 
 
-def test_patches_normalised_after_cutting_are_the_processors_own(tiny_qwen2vl: Path, one_thread, monkeypatch) -> None:
-    """The analyzer cuts uint8 frames into patches and normalises those: the model must get the
-    processor's own pixel values, bit for bit, for every window of a batch."""
+def test_the_model_gets_the_processors_own_pixel_values(tiny_qwen2vl: Path, one_thread, monkeypatch) -> None:
+    """The analyzer has the processor cut uint8 frames into patches and normalises those after:
+    the model must get what the processor alone gives, bit for bit, for every window of a batch."""
     import numpy as np
     import torch
-    from transformers import AutoProcessor
 
-    from streampii.analyzers.qwen import normalized_patches
+    from streampii.analyzers.qwen import load_qwen2vl
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    processor = AutoProcessor.from_pretrained(str(tiny_qwen2vl), local_files_only=True)
     windows = street_windows()
+    analyzer = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=3, max_new_tokens=2)
+    given = {}
+    generate = analyzer.net.generate
+    monkeypatch.setattr(analyzer.net, "generate", lambda **kwargs: given.update(kwargs) or generate(**kwargs))
+    analyzer.analyze(windows)
+
     videos = [np.stack([f.image for f in w.frames]) for w in windows]
     kwargs = {"do_resize": False, "do_sample_frames": False, "cap_pixels_per_frame": False, "return_tensors": "pt"}
-    whole = processor.video_processor(videos=videos, **kwargs)["pixel_values_videos"]
-    cut = processor.video_processor(videos=videos, do_rescale=False, do_normalize=False, **kwargs)
+    cut = analyzer.processor.video_processor(videos=videos, do_rescale=False, do_normalize=False, **kwargs)
     assert cut["pixel_values_videos"].dtype == torch.uint8  # cut before any arithmetic
-    values = normalized_patches(cut["pixel_values_videos"], processor.video_processor)
-    assert values.dtype == whole.dtype == torch.float32
-    assert torch.equal(values, whole)
+    whole = analyzer.processor.video_processor(videos=videos, **kwargs)
+    assert given["pixel_values_videos"].dtype == whole["pixel_values_videos"].dtype == torch.float32
+    assert torch.equal(given["pixel_values_videos"], whole["pixel_values_videos"])
+    assert torch.equal(given["video_grid_thw"], whole["video_grid_thw"])
 
 
 def test_missing_model_folder_is_one_line_error(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from streampii.analyzers.prompt import build_messages
 from streampii.errors import AnalyzerError
 from streampii.sampler import GRID
 from streampii.windows import Window
+
+if TYPE_CHECKING:
+    import torch  # imported when a model is loaded: it takes seconds
 
 DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
 SMALL_MODEL = "Qwen/Qwen2-VL-2B-Instruct"  # for GPUs with less than ~20 GB
@@ -331,15 +335,15 @@ class QwenAnalyzer:
         return WindowResult(window, [], self.name, error=reason, seconds=time.perf_counter() - started)
 
 
-def normalized_patches(patches, video_processor):
+def normalized_patches(patches: torch.Tensor, video_processor: Any) -> torch.Tensor:
     """The processor's rescaling and normalisation applied to ``patches``, its uint8 patchified video.
 
-    The processor normalises whole frames in float32, then cuts them into patches: a transposing
-    copy of the float32 video (8 frames of 504x280: 13.5 MB), most of its 24 ms a window in the
-    benchmark's pipeline (scripts/bench_e2e.py). Cut as uint8 (a quarter of the bytes), then
-    normalised by the processor's own method: 18 ms, and the values are the same, bit for bit.
-    Each patch is channel-major (channel, time, rows, columns), so viewed as channel x rows x
-    columns it is an image the method understands.
+    The processor normalises whole frames in float32, then cuts them into patches with a
+    transposing copy of the float32 video (8 frames of 504x280: 13.5 MB) and concatenates the
+    videos of a batch: 24 ms a window in the benchmark's pipeline (scripts/bench_e2e.py). Cut as
+    uint8 (a quarter of the bytes), then normalised by the processor's own method: 18 ms, and the
+    values are the same, bit for bit. Each patch is channel-major (channel, time, rows, columns),
+    so viewed as channel x rows x columns it is an image the method understands.
     """
     vp = video_processor
     rows = patches.shape[1] // (3 * vp.patch_size)
