@@ -384,7 +384,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_batch(model, inputs: Inputs, windows: list[Window], device: str, new_tokens: int) -> dict:
+def run_batch(
+    model, inputs: Inputs, windows: list[Window], device: str, new_tokens: int, cache: str = "dynamic"
+) -> dict:
     import torch
     from transformers import LogitsProcessorList
 
@@ -404,6 +406,8 @@ def run_batch(model, inputs: Inputs, windows: list[Window], device: str, new_tok
             top_p=None,
             top_k=None,
             logits_processor=LogitsProcessorList([stamps]),
+            # "static": a preallocated KV cache, with which generate compiles the forward pass on CUDA
+            **({"cache_implementation": "static"} if cache == "static" else {}),
         )
     _sync(device)
     t2 = time.perf_counter()
@@ -422,23 +426,27 @@ def run_batch(model, inputs: Inputs, windows: list[Window], device: str, new_tok
     }
 
 
-def measure(model, inputs, windows, args, batch: int, stride: float, dtype: str, attention: str) -> Row:
+def measure(
+    model, inputs, windows, args, batch: int, stride: float, dtype: str, attention: str, cache: str = "dynamic"
+) -> Row:
     import torch
 
     device = args.device
     picks = [windows[i % len(windows)] for i in range(batch)]  # reuse windows for large batches
-    for _ in range(args.warmup):
-        run_batch(model, inputs, picks, device, min(args.new_tokens, 4))
+    for _ in range(args.warmup):  # a static cache is sized by the answer's length: warm up with the same one
+        run_batch(
+            model, inputs, picks, device, args.new_tokens if cache == "static" else min(args.new_tokens, 4), cache
+        )
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    runs = [run_batch(model, inputs, picks, device, args.new_tokens) for _ in range(args.repeats)]
+    runs = [run_batch(model, inputs, picks, device, args.new_tokens, cache) for _ in range(args.repeats)]
     median = {k: statistics.median(r[k] for r in runs) for k in ("prep", "prefill", "decode_tok_s", "total")}
     windows_per_s = batch / median["total"]
     return Row(
         model=f"Qwen2-VL-{args.model_size.upper()}",
         device=device,
         dtype=dtype,
-        attention=attention,
+        attention=attention + (", static cache" if cache == "static" else ""),
         batch=batch,
         visual_tokens=runs[0]["visual"],
         text_tokens=runs[0]["text"],
@@ -520,6 +528,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         help="sdpa eager flash_attention_2 (default: sdpa, and flash_attention_2 if installed)",
     )
+    parser.add_argument(
+        "--cache",
+        nargs="+",
+        choices=["dynamic", "static"],
+        default=["dynamic"],
+        help="KV cache of generate (default dynamic, as the analyzer); static: generate compiles the forward on CUDA",
+    )
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per window, forced (default 64)")
     parser.add_argument("--windows", type=int, default=4, help="distinct windows taken from the clip (default 4)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per setting, median kept (CUDA 3, CPU 1)")
@@ -590,9 +605,9 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{dtype} {attention}: {params / 1e9:.2f} B parameters, built in {time.perf_counter() - started:.0f} s"
             )
-            for batch in batches:
+            for cache, batch in ((c, b) for c in args.cache for b in batches):
                 try:
-                    row = measure(model, inputs, windows, args, batch, stride, dtype, attention)
+                    row = measure(model, inputs, windows, args, batch, stride, dtype, attention, cache)
                 except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     rows.append(_oom_row(args, batch, dtype, attention))
@@ -600,8 +615,9 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 rows.append(row)
                 print(
-                    f"  batch {batch}: prefill {row.prefill_s:.2f} s, decode {row.decode_tok_s:.2f} tok/s, "
-                    f"{row.windows_per_s:.3f} windows/s, {row.realtime:.3f}x real time",
+                    f"  {cache} cache, batch {batch}: prefill {row.prefill_s:.2f} s, "
+                    f"decode {row.decode_tok_s:.2f} tok/s, {row.windows_per_s:.3f} windows/s, "
+                    f"{row.realtime:.3f}x real time",
                     flush=True,
                 )
         del model

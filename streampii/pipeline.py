@@ -52,6 +52,9 @@ class WatchOptions:
     device: str = "auto"
     batch_size: int = 1
     max_new_tokens: int = 512
+    # or "static" (see QwenAnalyzer); the answers are the same, so it is no setting a resume checks:
+    # the manifest's analyzer section records it
+    kv_cache: str = "dynamic"
     blur: bool = False
     redact: RedactOptions = field(default_factory=RedactOptions)
     gate: GateOptions = field(default_factory=GateOptions)

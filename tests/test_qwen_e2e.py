@@ -148,6 +148,37 @@ def test_batched_generate_matches_one_window_at_a_time(tiny_qwen2vl: Path, one_t
     assert len({r.raw for r in single}) > 1  # the windows really got different answers
 
 
+def test_a_static_kv_cache_gives_the_same_answers(tiny_qwen2vl: Path, one_thread, monkeypatch) -> None:
+    """--kv-cache static (on CUDA generate then compiles its decoding step; here, on a CPU, only the
+    cache changes): the same greedy answers one window at a time and batched, every call with a
+    static cache of one rounded length, so windows of a run do not grow it (each growth a compile)."""
+    from streampii.errors import AnalyzerError
+    from streampii.analyzers.qwen import load_qwen2vl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    windows = street_windows()
+    dynamic = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=1, max_new_tokens=8)
+    expected = [r.raw for r in dynamic.analyze(windows)]
+    static = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=1, max_new_tokens=8, kv_cache="static")
+    assert static.describe()["kv_cache"] == "static"
+    lengths = []
+    generate = static.net.generate
+
+    def recorded(**kwargs):
+        assert kwargs["cache_implementation"] == "static"
+        output = generate(**kwargs)
+        lengths.append(static.net._previous_max_cache_length)  # what transformers sized the cache by
+        return output
+
+    monkeypatch.setattr(static.net, "generate", recorded)
+    assert [r.raw for r in static.analyze(windows)] == expected
+    static.batch_size = 3
+    assert [r.raw for r in static.analyze(windows)] == expected
+    assert len(set(lengths)) == 1 and lengths[0] % 256 == 0, lengths  # prompts of 180 to 720 visual tokens
+    with pytest.raises(AnalyzerError, match="--kv-cache must be one of dynamic, static"):
+        load_qwen2vl(str(tiny_qwen2vl), "cpu", kv_cache="paged")
+
+
 def test_the_model_gets_the_processors_own_pixel_values(tiny_qwen2vl: Path, one_thread, monkeypatch) -> None:
     """The analyzer has the processor cut uint8 frames into patches and normalises those after:
     the model must get what the processor alone gives, bit for bit, for every window of a batch."""

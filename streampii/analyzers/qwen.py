@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
 SMALL_MODEL = "Qwen/Qwen2-VL-2B-Instruct"  # for GPUs with less than ~20 GB
 MAX_NEW_TOKENS = 512  # a window with a dozen findings fits; bounds a runaway answer
+KV_CACHES = ("dynamic", "static")
+_CACHE_STEP = 256  # a static cache's length is rounded up to this: windows of one run share one length
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
@@ -106,18 +108,22 @@ def load_qwen2vl(
     max_new_tokens: int = MAX_NEW_TOKENS,
     attn_implementation: str | None = None,
     dtype: str | None = None,
+    kv_cache: str = "dynamic",
 ) -> QwenAnalyzer:
     """Load Qwen2-VL and its processor from a local folder or a hub id.
 
     bf16 on CUDA, float32 on CPU (unless ``dtype`` says otherwise); flash-attention 2 when
-    installed on CUDA, else sdpa. Raises ``AnalyzerError`` with a one-line reason when the
-    model cannot be loaded (no such folder, files missing, hub unreachable, out of memory).
+    installed on CUDA, else sdpa; ``kv_cache``: see ``QwenAnalyzer``. Raises ``AnalyzerError``
+    with a one-line reason when the model cannot be loaded (no such folder, files missing, hub
+    unreachable, out of memory).
     """
     from streampii._torchvision import ensure_torchvision
 
     ensure_torchvision()  # the video processor imports torchvision
     import torch
 
+    if kv_cache not in KV_CACHES:
+        raise AnalyzerError(f"--kv-cache must be one of {', '.join(KV_CACHES)}, got {kv_cache!r}")
     device = resolve_device(device)
     path = Path(model).expanduser()
     if path.exists():
@@ -135,7 +141,13 @@ def load_qwen2vl(
     attention = _attention(attn_implementation, device)
     processor, net = _from_pretrained(model, device, torch_dtype, attention, local_only=path.exists())
     return QwenAnalyzer(
-        net, processor, model=model, device=device, batch_size=batch_size, max_new_tokens=max_new_tokens
+        net,
+        processor,
+        model=model,
+        device=device,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        kv_cache=kv_cache,
     )
 
 
@@ -205,7 +217,15 @@ def _first_line(exc: BaseException) -> str:
 
 
 class QwenAnalyzer:
-    """Qwen2-VL behind the ``Analyzer`` protocol."""
+    """Qwen2-VL behind the ``Analyzer`` protocol.
+
+    ``kv_cache="static"``: ``generate`` keeps keys and values in a preallocated cache, and on
+    CUDA it then compiles the model's decoding step (transformers does when the cache allows it).
+    The answer is decoded token by token, and each step of the usual loop is Python and one
+    kernel launch after another: on an H200, 2B at batch 1 decoded 227 tokens/s instead of 27
+    (docs/performance.md). Each new batch size or cache length costs a compile (tens of seconds),
+    so it pays on long runs; the answers are the same.
+    """
 
     name = "qwen2-vl"
 
@@ -218,6 +238,7 @@ class QwenAnalyzer:
         device: str = "cpu",
         batch_size: int = 1,
         max_new_tokens: int = MAX_NEW_TOKENS,
+        kv_cache: str = "dynamic",
     ) -> None:
         self.net = net
         self.processor = processor
@@ -225,6 +246,7 @@ class QwenAnalyzer:
         self.device = device
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens
+        self.kv_cache = kv_cache
         processor.tokenizer.padding_side = "left"  # batched generate continues every row at its end
         self._pad_id = processor.tokenizer.pad_token_id
         merge = getattr(processor.video_processor, "merge_size", 2)
@@ -241,6 +263,7 @@ class QwenAnalyzer:
             "attention": getattr(config, "_attn_implementation", None),
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
+            "kv_cache": self.kv_cache,
             "parameters": sum(p.numel() for p in self.net.parameters()),
             "decoding": "greedy",
         }
@@ -303,6 +326,13 @@ class QwenAnalyzer:
             if n != expected:  # a bug, not a user error: the processor changed the frames' size
                 raise RuntimeError(f"window {window.index}: {n} visual tokens, expected {expected}")
         inputs = inputs.to(self.net.device)
+        cache = {}
+        if self.kv_cache == "static":
+            cache["cache_implementation"] = "static"
+            # transformers sizes the cache max(this call's length, the longest before it); a length
+            # rounded up from the start keeps it from growing window by window, each growth a compile
+            length = -(-(inputs["input_ids"].shape[1] + self.max_new_tokens) // _CACHE_STEP) * _CACHE_STEP
+            self.net._previous_max_cache_length = max(getattr(self.net, "_previous_max_cache_length", -1), length)
         with torch.inference_mode():
             output = self.net.generate(
                 **inputs,
@@ -312,6 +342,7 @@ class QwenAnalyzer:
                 temperature=None,
                 top_p=None,
                 top_k=None,
+                **cache,
             )
         new = output[:, inputs["input_ids"].shape[1] :]
         # special tokens kept: Qwen2-VL's box markers are special tokens
