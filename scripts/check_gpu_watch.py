@@ -1,6 +1,6 @@
 """`streampii watch` itself with a real-size Qwen2-VL-2B (random weights) on a GPU.
 
-    python scripts/check_gpu_watch.py --device cuda [--copies 8] [--runs 1/1 8/8] [--out DIR]
+    python scripts/check_gpu_watch.py --device cuda [--copies 8] [--runs 1/1 8/8] [--kv-cache static] [--out DIR]
 
 scripts/bench_qwen.py times the model alone; this runs the product's own path on the device:
 the CLI, the analyzer's loading (dtype, attention), its batching of windows from several
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--copies", type=int, default=8, help="inputs: the clip this many times")
     parser.add_argument("--runs", nargs="+", default=["1/1", "8/8"], help="BATCH/JOBS: --batch-size and --jobs")
+    parser.add_argument("--kv-cache", choices=["dynamic", "static"], default="dynamic", help="as streampii watch's")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="random weights never stop: bound answers")
     parser.add_argument("--layers", type=int, help="debugging only: keep this many text and vision layers")
     parser.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: temp)")
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         dest = out / f"batch-{batch}-jobs-{jobs}"
         command = [sys.executable, "-m", "streampii", "watch", *inputs, "--vlm", "qwen2-vl", "--model", str(model)]
         command += ["--device", args.device, "--batch-size", str(batch), "--jobs", str(jobs)]
-        command += ["--gate", "off", "--no-resume"]
+        command += ["--gate", "off", "--no-resume", "--kv-cache", args.kv_cache]
         command += ["--max-new-tokens", str(args.max_new_tokens), "--out", str(dest)]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             f"--batch-size {batch} --jobs {jobs}: {wall:.1f} s wall in all; {len(manifests)} inputs, {windows} windows"
             f" ({failed} failed, as random weights answer gibberish){alone};"
             f" analyzer on {analyzer['device']}, {analyzer['dtype']}, {analyzer['attention']},"
+            f" {analyzer['kv_cache']} KV cache,"
             f" {analyzer['parameters'] / 1e9:.2f} B parameters",
             flush=True,
         )
