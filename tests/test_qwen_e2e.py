@@ -152,8 +152,8 @@ def test_a_static_kv_cache_gives_the_same_answers(tiny_qwen2vl: Path, one_thread
     """--kv-cache static (on CUDA generate then compiles its decoding step; here, on a CPU, only the
     cache changes): the same greedy answers one window at a time and batched, every call with a
     static cache of one rounded length, so windows of a run do not grow it (each growth a compile)."""
-    from streampii.errors import AnalyzerError
     from streampii.analyzers.qwen import load_qwen2vl
+    from streampii.errors import AnalyzerError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     windows = street_windows()
