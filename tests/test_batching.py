@@ -108,3 +108,37 @@ def test_jobs_must_be_positive(jobs: str, tmp_path: Path) -> None:
         [sys.executable, "-m", "streampii", "watch", "x.mp4", "--jobs", jobs], capture_output=True, text=True
     )
     assert result.returncode == 2
+
+
+def test_default_batch_size_batches_files_on_a_gpu_only() -> None:
+    from streampii.pipeline import GPU_BATCH, default_batch_size
+
+    assert default_batch_size("cuda", live=False, blur=False) == default_batch_size("cuda:1", False, False) == GPU_BATCH
+    assert default_batch_size("cuda", live=True, blur=False) == 1  # a camera's events are not held for a batch
+    assert default_batch_size("cuda", live=False, blur=True) == 1  # frames wait at most 12 s for the VLM's boxes
+    assert default_batch_size("cpu", live=False, blur=False) == 1  # on a CPU a batch costs what its windows do
+
+
+@pytest.mark.parametrize(
+    ("device", "args", "analyzer_batch", "input_batch"),
+    [("cuda", [], 8, 8), ("cpu", [], 1, 1), ("cuda", ["--batch-size", "3"], 3, 3), ("cuda", ["--jobs", "2"], 8, 8)],
+)
+def test_watch_resolves_the_batch_size_on_the_analyzers_device(
+    clips: dict[str, Path], tmp_path: Path, monkeypatch, device: str, args: list, analyzer_batch: int, input_batch: int
+) -> None:
+    from typer.testing import CliRunner
+
+    from streampii import cli
+
+    recorder = Recorder()
+    recorder.device, recorder.batch_size = device, 1
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([recorder], None))
+    clip = str(clips["intel_car-detection"])  # 30 s: 5 windows
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.app, ["watch", clip, "--out", str(out), "--gate", "off", "--no-resume", *args])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(next(out.glob("*.manifest.json")).read_text())
+    assert manifest["settings"]["batch_size"] == input_batch  # windows the input gathers per call
+    assert recorder.batch_size == analyzer_batch
+    assert manifest["counts"]["windows_total"] == 5
+    assert [len(call) for call in recorder.calls] == {1: [1] * 5, 3: [3, 2], 8: [5]}[input_batch]
