@@ -71,6 +71,25 @@ def test_clean_stream_gives_events_with_wall_clock(server: RtspServer, tmp_path:
     assert manifest["finished_at"] is not None
 
 
+def test_a_cameras_manifest_keeps_its_latest_window_rows(server: RtspServer, tmp_path: Path, monkeypatch) -> None:
+    """A camera's run has no end: the manifest, rewritten every few seconds, holds only the latest
+    window rows, and its counts still cover every window."""
+    import streampii.pipeline
+
+    monkeypatch.setattr(streampii.pipeline, "LIVE_WINDOW_ROWS", 2)
+    stop = StopFlag()
+    options = WatchOptions(
+        out=tmp_path, sampler=SamplerOptions(fps=4), windows=WindowOptions(window=1.0, stride=0.5), gate=NO_GATE
+    )
+    stop_after(stop, 3.0)
+    watch(server.url(), options, [BrightnessAnalyzer()], stem="cam", stop=stop, live=FAST)
+    manifest = json.loads((tmp_path / "cam.manifest.json").read_text())
+    total, rows = manifest["counts"]["windows_total"], manifest["windows"]
+    assert total >= 3 and len(rows) == 2 and manifest["windows_omitted"] == total - 2
+    assert [r["index"] for r in rows] == [total - 2, total - 1]
+    assert manifest["counts"]["windows_analyzed"] == total
+
+
 def test_drop_and_reconnect_continues_time_and_records(server: RtspServer, tmp_path: Path) -> None:
     stop = StopFlag()
     options = LiveOptions(**{**FAST.__dict__, "record_dir": tmp_path / "rec", "segment_seconds": 1.0})
