@@ -549,7 +549,7 @@ class _Manifest:
         self.cpu_started = time.process_time()
         self.thread_started = time.thread_time()  # the pipeline runs in the thread that calls watch()
         self.decoder_threads = decoder_threads
-        self.analyzers = [a.describe() for a in analyzers]
+        self.analyzers = analyzers  # described at every save: an analyzer can change course (a failed static cache)
         self.note = note
         self.extra: dict[str, Callable[[], dict]] = {}  # sections added by live/segment sources
 
@@ -576,7 +576,7 @@ class _Manifest:
             "finished_at": _iso(time.time()) if finished else None,
             "settings": self.options.settings(),
             "input": self.info.to_dict(),
-            "analyzers": self.analyzers,
+            "analyzers": [a.describe() for a in self.analyzers],
             "analyzers_note": self.note if not self.analyzers else None,
             "counts": {
                 "frames_decoded": report.frames_decoded,

@@ -179,6 +179,34 @@ def test_a_static_kv_cache_gives_the_same_answers(tiny_qwen2vl: Path, one_thread
         load_qwen2vl(str(tiny_qwen2vl), "cpu", kv_cache="paged")
 
 
+def test_a_static_kv_cache_that_cannot_compile_falls_back_to_the_dynamic_one(
+    tiny_qwen2vl: Path, one_thread, monkeypatch, caplog
+) -> None:
+    """Where torch.compile fails (no Triton, no C compiler), the run goes on with the dynamic cache,
+    says so once, and the manifest's analyzer section records why."""
+    from streampii.analyzers.qwen import load_qwen2vl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    windows = street_windows()
+    analyzer = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=3, max_new_tokens=8, kv_cache="static")
+    generate, calls = analyzer.net.generate, []
+
+    def compile_fails(**kwargs):
+        calls.append(kwargs.get("cache_implementation", "dynamic"))
+        if kwargs.get("cache_implementation") == "static":
+            raise RuntimeError("backend='inductor' raised:\nCompilationError: no working C compiler")
+        return generate(**kwargs)
+
+    monkeypatch.setattr(analyzer.net, "generate", compile_fails)
+    with caplog.at_level("WARNING", logger="streampii.qwen"):
+        results = analyzer.analyze(windows) + analyzer.analyze(windows)
+    assert calls == ["static", "dynamic", "dynamic"]  # given up once, for the rest of the run
+    assert len(results) == 6 and all(r.raw for r in results)
+    assert analyzer.describe()["kv_cache"] == "dynamic"
+    assert analyzer.describe()["kv_cache_error"] == "RuntimeError: backend='inductor' raised:"
+    assert sum("--kv-cache static failed" in r.message for r in caplog.records) == 1
+
+
 def test_the_model_gets_the_processors_own_pixel_values(tiny_qwen2vl: Path, one_thread, monkeypatch) -> None:
     """The analyzer has the processor cut uint8 frames into patches and normalises those after:
     the model must get what the processor alone gives, bit for bit, for every window of a batch."""

@@ -247,6 +247,7 @@ class QwenAnalyzer:
         self.batch_size = max(1, batch_size)
         self.max_new_tokens = max_new_tokens
         self.kv_cache = kv_cache
+        self.kv_cache_error: str | None = None  # why a static cache was given up for the dynamic one
         processor.tokenizer.padding_side = "left"  # batched generate continues every row at its end
         self._pad_id = processor.tokenizer.pad_token_id
         merge = getattr(processor.video_processor, "merge_size", 2)
@@ -264,6 +265,7 @@ class QwenAnalyzer:
             "batch_size": self.batch_size,
             "max_new_tokens": self.max_new_tokens,
             "kv_cache": self.kv_cache,
+            **({"kv_cache_error": self.kv_cache_error} if self.kv_cache_error else {}),
             "parameters": sum(p.numel() for p in self.net.parameters()),
             "decoding": "greedy",
         }
@@ -295,6 +297,14 @@ class QwenAnalyzer:
                 half = len(batch) // 2
                 return self._run_batch(batch[:half]) + self._run_batch(batch[half:])
             return [self._failed(batch[0], "out of memory on one window (lower --max-pixels or --window)", started)]
+        except Exception as exc:
+            if self.kv_cache != "static":
+                raise
+            # the compile behind a static cache needs a working torch.compile stack (Triton, a C
+            # compiler): where it fails, the run goes on as without --kv-cache static
+            self.kv_cache, self.kv_cache_error = "dynamic", f"{type(exc).__name__}: {_first_line(exc)}"
+            log.warning("--kv-cache static failed (%s): going on with the dynamic cache", self.kv_cache_error)
+            return self._run_batch(batch)
         seconds = (time.perf_counter() - started) / len(batch)
         return [self._result(w, a, n, seconds) for w, a, n in zip(batch, answers, tokens, strict=True)]
 
