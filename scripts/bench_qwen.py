@@ -294,15 +294,16 @@ class Inputs:
 # --------------------------------------------------------------------------- model
 
 
-def build_model(size: str, device: str, dtype, attention: str, layers: int | None = None):
-    """Qwen2-VL from the published config with random weights, straight onto ``device``."""
+def build_model(size: str, device: str, dtype, attention: str, layers: int | None = None, overrides=None):
+    """Qwen2-VL from the published config (``overrides``: keys replaced) with random weights,
+    straight onto ``device``."""
     from streampii._torchvision import ensure_torchvision
 
     ensure_torchvision()  # transformers' Qwen2-VL modules import torchvision
     import torch
     from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-    published = dict(PUBLISHED_CONFIGS[size])
+    published = {**PUBLISHED_CONFIGS[size], **(overrides or {})}
     if layers:  # debugging only: the figures are then not the model's
         published["num_hidden_layers"] = layers
         published["vision_config"] = {**published["vision_config"], "depth": layers}

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_qwen import DEFAULT_CLIP, PUBLISHED_CONFIGS, _randomize  # noqa: E402
+from bench_qwen import DEFAULT_CLIP, build_model  # noqa: E402
 from make_tiny_qwen2vl import build_tiny_qwen2vl  # noqa: E402
 
 _TOKEN_IDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
@@ -42,26 +42,16 @@ _TOKEN_IDS = ("image_token_id", "video_token_id", "vision_start_token_id", "visi
 
 def build_model_folder(folder: Path, device: str, layers: int | None = None) -> Path:
     """A loadable Qwen2-VL-2B folder (random weights) whose token ids match the tiny tokenizer."""
-    from streampii._torchvision import ensure_torchvision
-
-    ensure_torchvision()  # before transformers' Qwen2-VL modules, as the analyzer does
     import torch
-    from transformers import GenerationConfig, Qwen2VLConfig, Qwen2VLForConditionalGeneration
-    from transformers.initialization import no_init_weights
+    from transformers import GenerationConfig
 
     tiny = build_tiny_qwen2vl(folder.parent / "tiny-qwen2vl")
     tiny_config = json.loads((tiny / "config.json").read_text())
     generation = json.loads((tiny / "generation_config.json").read_text())
-    config = {**PUBLISHED_CONFIGS["2b"], **{key: tiny_config[key] for key in _TOKEN_IDS}}
-    config.update(bos_token_id=generation["bos_token_id"], eos_token_id=generation["eos_token_id"])
-    if layers:
-        config["num_hidden_layers"] = layers
-        config["vision_config"] = {**config["vision_config"], "depth": layers}
+    overrides = {key: tiny_config[key] for key in _TOKEN_IDS}
+    overrides.update(bos_token_id=generation["bos_token_id"], eos_token_id=generation["eos_token_id"])
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    with torch.device(device), no_init_weights():
-        model = Qwen2VLForConditionalGeneration._from_config(Qwen2VLConfig.from_dict(config), dtype=dtype)
-    _randomize(model)
-    model.tie_weights()
+    model = build_model("2b", device, dtype, "sdpa", layers, overrides)
     ids = ("bos_token_id", "eos_token_id", "pad_token_id")
     model.generation_config = GenerationConfig(**{key: generation[key] for key in ids}, do_sample=False)
     model.save_pretrained(folder)

@@ -230,8 +230,10 @@ def segments_command(
     if vlm not in ("auto", "qwen2-vl", "off"):
         cli.err.print(f"streampii: error: --vlm must be auto, qwen2-vl or off, got {vlm}")
         raise typer.Exit(cli.EXIT_USAGE)
-    if kv_cache not in ("dynamic", "static"):
-        cli.err.print(f"streampii: error: --kv-cache must be dynamic or static, got {kv_cache}")
+    from streampii.analyzers.qwen import KV_CACHES
+
+    if kv_cache not in KV_CACHES:
+        cli.err.print(f"streampii: error: --kv-cache must be one of {', '.join(KV_CACHES)}, got {kv_cache}")
         raise typer.Exit(cli.EXIT_USAGE)
     if not folder.is_dir():
         cli._error(f"{folder}: no such folder")
