@@ -1,6 +1,6 @@
 """`streampii watch` itself with a real-size Qwen2-VL-2B (random weights) on a GPU.
 
-    python scripts/check_gpu_watch.py --device cuda [--copies 8] [--runs 1/1 8/8] [--kv-cache static] [--out DIR]
+    python scripts/check_gpu_watch.py --device cuda [--copies 8] [--runs 1/1 8/8] [--kv-cache dynamic static]
 
 scripts/bench_qwen.py times the model alone; this runs the product's own path on the device:
 the CLI, the analyzer's loading (dtype, attention), its batching of windows from several
@@ -10,7 +10,8 @@ scripts/make_tiny_qwen2vl.py (its special-token ids written into the config), so
 counted with the tiny tokenizer and every answer is gibberish: windows end "failed" (no JSON
 findings), which is expected. The input is one clip given ``--copies`` times (symbolic links).
 Each of ``--runs`` is BATCH/JOBS: ``--batch-size BATCH --jobs JOBS`` (with JOBS above 1 the
-inputs run side by side and their windows share ``generate`` calls). Prints, for each, the wall
+inputs run side by side and their windows share ``generate`` calls); each run is made with each
+of ``--kv-cache`` in turn, so both caches are timed on the same machine. Prints, for each, the wall
 time of the whole command (start-up and model loading included) and, with one job, the VLM
 stage's seconds summed over the inputs' manifests (side by side, inputs wait for the same calls).
 
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--copies", type=int, default=8, help="inputs: the clip this many times")
     parser.add_argument("--runs", nargs="+", default=["1/1", "8/8"], help="BATCH/JOBS: --batch-size and --jobs")
-    parser.add_argument("--kv-cache", choices=["dynamic", "static"], default="dynamic", help="as streampii watch's")
+    parser.add_argument(
+        "--kv-cache", nargs="+", choices=["dynamic", "static"], default=["dynamic"], help="as watch's; each in turn"
+    )
     parser.add_argument("--max-new-tokens", type=int, default=64, help="random weights never stop: bound answers")
     parser.add_argument("--layers", type=int, help="debugging only: keep this many text and vision layers")
     parser.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: temp)")
@@ -88,38 +91,42 @@ def main(argv: list[str] | None = None) -> int:
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    for run in args.runs:
+    status = 0
+    for run, cache in ((run, cache) for run in args.runs for cache in args.kv_cache):
         batch, jobs = (int(n) for n in run.split("/"))
-        dest = out / f"batch-{batch}-jobs-{jobs}"
+        dest = out / f"batch-{batch}-jobs-{jobs}-{cache}"
         command = [sys.executable, "-m", "streampii", "watch", *inputs, "--vlm", "qwen2-vl", "--model", str(model)]
         command += ["--device", args.device, "--batch-size", str(batch), "--jobs", str(jobs)]
-        command += ["--gate", "off", "--no-resume", "--kv-cache", args.kv_cache]
+        command += ["--gate", "off", "--no-resume", "--kv-cache", cache]
         command += ["--max-new-tokens", str(args.max_new_tokens), "--out", str(dest)]
         started = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            print(f"{run}: streampii failed ({done.returncode}):\n{done.stderr[-4000:]}")
-            return 1
+            print(f"{run} {cache}: streampii failed ({done.returncode}):\n{done.stderr[-4000:]}", flush=True)
+            status = 1
+            continue
         manifests = [json.loads(p.read_text()) for p in sorted(dest.glob("*.manifest.json"))]
         windows = sum(m["counts"]["windows_total"] for m in manifests)
         vlm = sum(m["timings"]["stages"].get("qwen2-vl", 0.0) for m in manifests)
         analyzer = manifests[0]["analyzers"][0]
+        each = ", ".join(f"{m['timings']['stages'].get('qwen2-vl', 0.0):.1f}" for m in manifests)
         alone = (
-            f"; VLM stage {vlm:.1f} s summed over the inputs = {vlm / max(windows, 1):.2f} s a window"
+            f"; VLM stage {vlm:.1f} s summed over the inputs ({each}) = {vlm / max(windows, 1):.2f} s a window"
             if jobs == 1
             else ""
         )
         failed = sum(m["counts"]["windows_failed"] for m in manifests)
+        fallback = f" (asked for {cache}: {analyzer['kv_cache_error']})" if analyzer.get("kv_cache_error") else ""
         print(
             f"--batch-size {batch} --jobs {jobs}: {wall:.1f} s wall in all; {len(manifests)} inputs, {windows} windows"
             f" ({failed} failed, as random weights answer gibberish){alone};"
             f" analyzer on {analyzer['device']}, {analyzer['dtype']}, {analyzer['attention']},"
-            f" {analyzer['kv_cache']} KV cache,"
+            f" {analyzer['kv_cache']} KV cache{fallback},"
             f" {analyzer['parameters'] / 1e9:.2f} B parameters",
             flush=True,
         )
-    return 0
+    return status
 
 
 if __name__ == "__main__":

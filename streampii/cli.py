@@ -7,7 +7,7 @@ import json
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import replace
 from enum import StrEnum
@@ -298,7 +298,12 @@ def watch_command(
         try:
             if jobs > 1:
                 with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="streampii-input") as pool:
-                    for future in [pool.submit(run_one, n, s, bar) for n, s in todo]:
+                    futures = [pool.submit(run_one, n, s, bar) for n, s in todo]
+                    if shared is not None:  # the model calls run here, on the main thread, until every input is done
+                        closer = threading.Thread(target=lambda: (wait(futures), shared.close()), daemon=True)
+                        closer.start()
+                        shared.serve()
+                    for future in futures:
                         future.result()
             else:
                 for n, source in todo:
@@ -306,9 +311,6 @@ def watch_command(
         except KeyboardInterrupt:
             err.print("streampii: interrupted")
             raise typer.Exit(130) from None
-        finally:
-            if shared is not None:
-                shared.close()
     results = [outcomes[n] for n in sorted(outcomes) if isinstance(outcomes[n], RunResult)]
     failures = sum(isinstance(s, InputError) for s in sources) + sum(
         isinstance(o, InputError) for o in outcomes.values()

@@ -23,10 +23,12 @@ class Recorder:
 
     def __init__(self, fail_on: int | None = None) -> None:
         self.calls: list[list[int]] = []
+        self.threads: set[int] = set()
         self.fail_on = fail_on
 
     def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
         self.calls.append([w.index for w in windows])
+        self.threads.add(threading.get_ident())
         if self.fail_on is not None and any(w.index == self.fail_on for w in windows):
             raise RuntimeError("model failed")
         return [WindowResult(w, [], self.name) for w in windows]
@@ -52,8 +54,14 @@ def run_inputs(batcher: SharedBatcher, inputs: list[list[Window]]) -> dict[int, 
     threads = [threading.Thread(target=worker, args=(n, w)) for n, w in enumerate(inputs)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(30)
+
+    def close_when_done() -> None:
+        for t in threads:
+            t.join(30)
+        batcher.close()
+
+    threading.Thread(target=close_when_done).start()
+    batcher.serve()  # the model calls run on this thread, as the CLI's run on its main thread
     return got
 
 
@@ -62,25 +70,57 @@ def test_windows_of_concurrent_inputs_share_calls_and_results_go_back_to_their_i
     batcher = SharedBatcher(recorder, batch_size=4, max_wait=5.0)
     inputs = [[make_window([0.0, 1.0], index=100 * n + k) for k in range(3)] for n in range(4)]
     got = run_inputs(batcher, inputs)
-    batcher.close()
     for n, windows in enumerate(inputs):
         assert [r.window for r in got[n]] == windows  # each input gets its own results, in order
     assert max(len(call) for call in recorder.calls) == 4  # windows of four inputs in one call
     assert len(recorder.calls) == 3 and batcher.windows == 12
 
 
+def test_every_call_runs_on_the_serving_thread() -> None:
+    """CUDA graphs (--kv-cache static) must be replayed on the thread that recorded them."""
+    recorder = Recorder()
+    run_inputs(
+        SharedBatcher(recorder, batch_size=2, max_wait=0.1), [[make_window([0.0, 1.0], index=k)] for k in range(5)]
+    )
+    assert recorder.threads == {threading.get_ident()} and sum(map(len, recorder.calls)) == 5
+
+
+def test_a_second_ctrl_c_reaches_every_waiting_input() -> None:
+    class Interrupted(Recorder):
+        def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+            raise KeyboardInterrupt
+
+    batcher = SharedBatcher(Interrupted(), batch_size=1, max_wait=0.0)
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        with batcher.attached():
+            try:
+                batcher.analyze([make_window([0.0, 1.0], index=k)])
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    with pytest.raises(KeyboardInterrupt):
+        batcher.serve()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)  # none waits for a call that will never come
+    assert len(errors) == 3
+
+
 def test_a_lone_input_is_not_kept_waiting_for_others() -> None:
     recorder = Recorder()
     batcher = SharedBatcher(recorder, batch_size=8, max_wait=30.0)
     got = run_inputs(batcher, [[make_window([0.0, 1.0], index=k) for k in range(3)]])
-    batcher.close()
     assert len(got[0]) == 3 and recorder.calls == [[0], [1], [2]]
 
 
 def test_a_model_error_reaches_only_the_callers_of_that_call() -> None:
     batcher = SharedBatcher(Recorder(fail_on=1), batch_size=1, max_wait=0.0)
     got = run_inputs(batcher, [[make_window([0.0, 1.0], index=k) for k in range(3)]])
-    batcher.close()
     assert [type(r).__name__ for r in got[0]] == ["WindowResult", "RuntimeError", "WindowResult"]
 
 
@@ -142,3 +182,4 @@ def test_watch_resolves_the_batch_size_on_the_analyzers_device(
     assert recorder.batch_size == analyzer_batch
     assert manifest["counts"]["windows_total"] == 5
     assert [len(call) for call in recorder.calls] == {1: [1] * 5, 3: [3, 2], 8: [5]}[input_batch]
+    assert recorder.threads == {threading.get_ident()}  # with --jobs too: calls on the main thread

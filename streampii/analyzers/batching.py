@@ -4,6 +4,11 @@ With ``streampii watch --jobs N`` each input runs in its own thread up to its ne
 hands the window to the ``SharedBatcher``. The batcher waits until every attached pipeline has
 a window waiting, the batch is full, or ``max_wait`` has passed, then runs them in one call:
 a GPU sees full batches even when each input alone yields a window only every few seconds.
+
+The calls are made on the thread that calls ``serve`` (the CLI's main thread), always the same
+one: the CUDA graphs that ``--kv-cache static`` records belong to the thread that recorded them,
+and replaying them from another thread, or that thread ending, corrupts the process (pytorch
+issue 123177; a run with ``--jobs 8`` died with a segfault when its batcher thread ended).
 """
 
 from __future__ import annotations
@@ -40,8 +45,6 @@ class SharedBatcher:
         self._pending: list[_Request] = []
         self._attached = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name="streampii-batcher", daemon=True)
-        self._thread.start()
 
     def describe(self) -> dict:
         return {**self.analyzer.describe(), "shared_batch": self.batch_size}
@@ -73,10 +76,23 @@ class SharedBatcher:
         return request.results or []
 
     def close(self) -> None:
+        """Let ``serve`` return once the windows already handed in are done; any thread may call it."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join()
+
+    def serve(self) -> None:
+        """Make the model calls on this thread until ``close``. On KeyboardInterrupt (a second
+        Ctrl-C) every waiting caller gets it too, so that no input thread waits for ever."""
+        try:
+            while (taken := self._take()) is not None:
+                self._call(taken)
+        except BaseException as exc:
+            with self._cond:
+                self._closed = True
+                taken, self._pending = self._pending, []
+            self._fail(taken, exc)
+            raise
 
     def _take(self) -> list[_Request] | None:
         with self._cond:
@@ -100,19 +116,25 @@ class SharedBatcher:
                 size += len(request.windows)
             return taken
 
-    def _loop(self) -> None:
-        while (taken := self._take()) is not None:
-            windows = [w for r in taken for w in r.windows]
-            try:
-                results = self.analyzer.analyze(windows)
-            except BaseException as exc:  # handed to the callers, whose pipelines report it
-                for request in taken:
-                    request.error = exc
-                    request.done.set()
-                continue
-            self.calls += 1
-            self.windows += len(windows)
-            by_window = {id(r.window): r for r in results}
-            for request in taken:
-                request.results = [by_window[id(w)] for w in request.windows if id(w) in by_window]
+    def _call(self, taken: list[_Request]) -> None:
+        windows = [w for r in taken for w in r.windows]
+        try:
+            results = self.analyzer.analyze(windows)
+        except BaseException as exc:  # handed to the callers, whose pipelines report it
+            self._fail(taken, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.calls += 1
+        self.windows += len(windows)
+        by_window = {id(r.window): r for r in results}
+        for request in taken:
+            request.results = [by_window[id(w)] for w in request.windows if id(w) in by_window]
+            request.done.set()
+
+    @staticmethod
+    def _fail(taken: list[_Request], exc: BaseException) -> None:
+        for request in taken:
+            if not request.done.is_set():
+                request.error = exc
                 request.done.set()
