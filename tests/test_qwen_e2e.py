@@ -161,19 +161,26 @@ def test_a_static_kv_cache_gives_the_same_answers(tiny_qwen2vl: Path, one_thread
     expected = [r.raw for r in dynamic.analyze(windows)]
     static = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=1, max_new_tokens=8, kv_cache="static")
     assert static.describe()["kv_cache"] == "static"
-    lengths = []
+    lengths, rows = [], []
     generate = static.net.generate
 
     def recorded(**kwargs):
         assert kwargs["cache_implementation"] == "static"
+        assert set(kwargs) >= {"input_ids", "attention_mask", "pixel_values_videos", "video_grid_thw"}
+        assert not {k for k, v in kwargs.items() if hasattr(v, "shape") and k != "pixel_values_videos"
+                    and v.shape[0] != kwargs["input_ids"].shape[0]}  # every per-row input padded alike  # fmt: skip
         output = generate(**kwargs)
         lengths.append(static.net._previous_max_cache_length)  # what transformers sized the cache by
+        rows.append(kwargs["input_ids"].shape[0])
         return output
 
     monkeypatch.setattr(static.net, "generate", recorded)
     assert [r.raw for r in static.analyze(windows)] == expected
     static.batch_size = 3
     assert [r.raw for r in static.analyze(windows)] == expected
+    static.batch_size = 4  # 3 windows take 4 rows, the last one repeated: one compiled size, not one per count
+    assert [r.raw for r in static.analyze(windows)] == expected
+    assert rows == [1, 1, 1, 3, 4] and static.kv_cache_error is None
     assert len(set(lengths)) == 1 and lengths[0] % 256 == 0, lengths  # prompts of 180 to 720 visual tokens
     with pytest.raises(AnalyzerError, match="--kv-cache must be one of dynamic, static"):
         load_qwen2vl(str(tiny_qwen2vl), "cpu", kv_cache="paged")

@@ -223,8 +223,9 @@ class QwenAnalyzer:
     CUDA it then compiles the model's decoding step (transformers does when the cache allows it).
     The answer is decoded token by token, and each step of the usual loop is Python and one
     kernel launch after another: on an H200, 2B at batch 1 decoded 227 tokens/s instead of 27
-    (docs/performance.md). Each new batch size or cache length costs a compile (tens of seconds),
-    so it pays on long runs; the answers are the same.
+    (docs/performance.md). Each new batch size or cache length costs a compile (about 33 s on
+    an H200), so it pays on long runs; short batches are padded to a power of two and the cache
+    length is rounded up, so a run sees a few of each. The answers are the same.
     """
 
     name = "qwen2-vl"
@@ -335,14 +336,18 @@ class QwenAnalyzer:
             expected = visual_tokens(len(window.frames), *window.frames[0].image.shape[:2])
             if n != expected:  # a bug, not a user error: the processor changed the frames' size
                 raise RuntimeError(f"window {window.index}: {n} visual tokens, expected {expected}")
-        inputs = inputs.to(self.net.device)
         cache = {}
         if self.kv_cache == "static":
+            # each batch size is a compile and a CUDA graph of its own: a short batch (a file's last,
+            # a shared call that --jobs could not fill) takes a power-of-two size, repeating its last
+            # window, so a run sees a few sizes at most; the extra rows' answers are dropped
+            inputs = _repeat_last_row(inputs, static_batch_rows(len(batch), self.batch_size) - len(batch))
             cache["cache_implementation"] = "static"
             # transformers sizes the cache max(this call's length, the longest before it); a length
             # rounded up from the start keeps it from growing window by window, each growth a compile
             length = -(-(inputs["input_ids"].shape[1] + self.max_new_tokens) // _CACHE_STEP) * _CACHE_STEP
             self.net._previous_max_cache_length = max(getattr(self.net, "_previous_max_cache_length", -1), length)
+        inputs = inputs.to(self.net.device)
         with torch.inference_mode():
             output = self.net.generate(
                 **inputs,
@@ -354,7 +359,7 @@ class QwenAnalyzer:
                 top_k=None,
                 **cache,
             )
-        new = output[:, inputs["input_ids"].shape[1] :]
+        new = output[: len(batch), inputs["input_ids"].shape[1] :]
         # special tokens kept: Qwen2-VL's box markers are special tokens
         answers = self.processor.batch_decode(new, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return [_strip_stop(a) for a in answers], tokens
@@ -374,6 +379,28 @@ class QwenAnalyzer:
 
     def _failed(self, window: Window, reason: str, started: float) -> WindowResult:
         return WindowResult(window, [], self.name, error=reason, seconds=time.perf_counter() - started)
+
+
+def static_batch_rows(windows: int, batch_size: int) -> int:
+    """The rows of a call of ``windows`` with a static cache: the next power of two, at most ``batch_size``."""
+    return max(windows, min(batch_size, 1 << (windows - 1).bit_length()))
+
+
+def _repeat_last_row(inputs: Any, extra: int) -> Any:
+    """``inputs`` of a batch with its last window repeated ``extra`` times: every per-window tensor
+    (token ids, masks, token types, video grids) and the window's patches."""
+    if extra <= 0:
+        return inputs
+    import torch
+
+    rows = inputs["input_ids"].shape[0]
+    patches = inputs["pixel_values_videos"]
+    last = patches[-int(inputs["video_grid_thw"][-1].prod()) :]  # videos are concatenated patch rows
+    for key, value in inputs.items():
+        if key != "pixel_values_videos" and isinstance(value, torch.Tensor) and value.shape[0] == rows:
+            inputs[key] = torch.cat([value, value[-1:].expand(extra, *value.shape[1:])])
+    inputs["pixel_values_videos"] = torch.cat([patches, last.repeat(extra, 1)])
+    return inputs
 
 
 def normalized_patches(patches: torch.Tensor, video_processor: Any) -> torch.Tensor:
