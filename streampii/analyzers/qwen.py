@@ -249,6 +249,9 @@ class QwenAnalyzer:
         self.max_new_tokens = max_new_tokens
         self.kv_cache = kv_cache
         self.kv_cache_error: str | None = None  # why a static cache was given up for the dynamic one
+        # transformers compiles the static cache's step on CUDA only; elsewhere a padded row would
+        # be a window's work for nothing
+        self.pad_static_batches = device.startswith("cuda")
         processor.tokenizer.padding_side = "left"  # batched generate continues every row at its end
         self._pad_id = processor.tokenizer.pad_token_id
         merge = getattr(processor.video_processor, "merge_size", 2)
@@ -338,10 +341,11 @@ class QwenAnalyzer:
                 raise RuntimeError(f"window {window.index}: {n} visual tokens, expected {expected}")
         cache = {}
         if self.kv_cache == "static":
-            # each batch size is a compile and a CUDA graph of its own: a short batch (a file's last,
-            # a shared call that --jobs could not fill) takes a power-of-two size, repeating its last
-            # window, so a run sees a few sizes at most; the extra rows' answers are dropped
-            inputs = _repeat_last_row(inputs, static_batch_rows(len(batch), self.batch_size) - len(batch))
+            if self.pad_static_batches:
+                # each batch size is a compile and a CUDA graph of its own: a short batch (a file's
+                # last, a shared call that --jobs could not fill) takes a power-of-two size, repeating
+                # its last window, so a run sees a few sizes at most; the extra answers are dropped
+                inputs = _repeat_last_row(inputs, static_batch_rows(len(batch), self.batch_size) - len(batch))
             cache["cache_implementation"] = "static"
             # transformers sizes the cache max(this call's length, the longest before it); a length
             # rounded up from the start keeps it from growing window by window, each growth a compile
