@@ -156,7 +156,8 @@ def run_watch(clip: Path, model: Path, out: Path, gate: str) -> tuple[float, dic
     command = [sys.executable, "-c", WATCH_TIMED, "watch", str(clip), "--out", str(out), "--blur"]
     command += ["--vlm", "qwen2-vl", "--model", str(model), "--device", "cpu", "--gate", gate, "--no-resume"]
     command += ["--max-new-tokens", "64"]  # the tiny model never stops by itself: bound its answers
-    # idle OpenMP threads sleep instead of spinning, so torch's threads are not billed to other stages
+    # idle OpenMP threads sleep instead of spinning, as the CLI has them: set here, as this wrapper
+    # loads torch (to time generate) before the CLI could set it
     forward = out.parent / f"forward-{gate}.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE", "BENCH_FORWARD": str(forward)}
     started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sys
 import threading
 import time
@@ -32,6 +33,10 @@ from streampii.sampler import SamplerOptions
 from streampii.source import expand_inputs, redact_url
 from streampii.state import RunState
 from streampii.windows import WindowOptions
+
+# torch's idle OpenMP threads sleep instead of spinning for the next operation, where they took CPU
+# from the decoder, onnxruntime and x264 (docs/performance.md); read when torch loads, which is later
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     name="streampii",

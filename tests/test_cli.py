@@ -170,3 +170,19 @@ def test_runs_from_any_folder_with_no_stdin(tmp_path: Path, clips: dict[str, Pat
     result = run("watch", "clip.mp4", "--vlm", "off", "--json", "--out", "o", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout == ""  # no events without analyzers; table on stderr
     assert (tmp_path / "o" / "clip.manifest.json").exists()
+
+
+def test_torchs_idle_threads_sleep_unless_the_user_says_otherwise() -> None:
+    """OMP_WAIT_POLICY=PASSIVE before torch loads (its spinning threads took CPU from the pipeline)."""
+    import os
+
+    code = "import os, streampii.cli, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert (
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
+        == "PASSIVE"
+    )
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert (
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
+    )
