@@ -66,8 +66,8 @@ class SharedBatcher:
         if not request.windows:
             return []
         with self._cond:
-            if self._closed:
-                raise RuntimeError("the shared batcher is closed")
+            if self._closed:  # only after a second Ctrl-C: the pipeline records the window and ends
+                return _unanswered(request.windows, self.name)
             self._pending.append(request)
             self._cond.notify_all()
         request.done.wait()
@@ -82,16 +82,23 @@ class SharedBatcher:
             self._cond.notify_all()
 
     def serve(self) -> None:
-        """Make the model calls on this thread until ``close``. On KeyboardInterrupt (a second
-        Ctrl-C) every waiting caller gets it too, so that no input thread waits for ever."""
+        """Make the model calls on this thread until ``close``.
+
+        A KeyboardInterrupt (a second Ctrl-C) ends it: the windows in the call and those waiting
+        go back unanswered (failed, "interrupted"), so that every input's pipeline records them,
+        sees the stop and writes its manifest, instead of waiting for ever."""
+        taken: list[_Request] | None = None
         try:
             while (taken := self._take()) is not None:
                 self._call(taken)
-        except BaseException as exc:
+        except BaseException:
             with self._cond:
                 self._closed = True
-                taken, self._pending = self._pending, []
-            self._fail(taken, exc)
+                waiting, self._pending = self._pending, []
+            for request in [*(taken or []), *waiting]:
+                if not request.done.is_set():
+                    request.results = _unanswered(request.windows, self.name)
+                    request.done.set()
             raise
 
     def _take(self) -> list[_Request] | None:
@@ -120,10 +127,10 @@ class SharedBatcher:
         windows = [w for r in taken for w in r.windows]
         try:
             results = self.analyzer.analyze(windows)
-        except BaseException as exc:  # handed to the callers, whose pipelines report it
-            self._fail(taken, exc)
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:  # handed to the callers, whose pipelines report it
+            for request in taken:
+                request.error = exc
+                request.done.set()
             return
         self.calls += 1
         self.windows += len(windows)
@@ -132,9 +139,6 @@ class SharedBatcher:
             request.results = [by_window[id(w)] for w in request.windows if id(w) in by_window]
             request.done.set()
 
-    @staticmethod
-    def _fail(taken: list[_Request], exc: BaseException) -> None:
-        for request in taken:
-            if not request.done.is_set():
-                request.error = exc
-                request.done.set()
+
+def _unanswered(windows: list[Window], analyzer: str) -> list[WindowResult]:
+    return [WindowResult(w, [], analyzer, error="interrupted before the model answered") for w in windows]
