@@ -6,9 +6,9 @@ a window waiting, the batch is full, or ``max_wait`` has passed, then runs them 
 a GPU sees full batches even when each input alone yields a window only every few seconds.
 
 The calls are made on the thread that calls ``serve`` (the CLI's main thread), always the same
-one: the CUDA graphs that ``--kv-cache static`` records belong to the thread that recorded them,
-and replaying them from another thread, or that thread ending, corrupts the process (pytorch
-issue 123177; a run with ``--jobs 8`` died with a segfault when its batcher thread ended).
+one, for the whole run: torch.compile's CUDA graphs (``--kv-cache static``) keep per-thread
+state and are not made for threads (pytorch issue 123177); a run with ``--jobs 8`` whose calls
+ran on a thread of the batcher's own died with a segfault after that thread had ended (H200).
 """
 
 from __future__ import annotations
