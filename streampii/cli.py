@@ -11,7 +11,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import replace
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,9 +22,27 @@ from rich.table import Table
 from streampii import __version__
 from streampii.analyzers.batching import SharedBatcher
 from streampii.chunks import default_workers
+from streampii.cli_options import (
+    VLM,
+    BatchSize,
+    Blur,
+    Detect,
+    Device,
+    Fps,
+    Gate,
+    GateMode,
+    KVCache,
+    KvCacheChoice,
+    MaskMode,
+    MaskShape,
+    MaxPixels,
+    Model,
+    Stride,
+    VlmChoice,
+    WindowSeconds,
+)
 from streampii.errors import AnalyzerError, InputError
-from streampii.gate import GATE_MODES, GateOptions
-from streampii.masks import MODES, SHAPES
+from streampii.gate import GateOptions
 from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, default_batch_size, output_stem, watch
 from streampii.redactor import RedactOptions
 from streampii.rtsp import LiveOptions, StopFlag, is_live, stop_on_signals
@@ -52,23 +69,6 @@ out = Console(highlight=False)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 
 
-# choices typer shows and checks, taken from the stages that own them
-MaskMode = StrEnum("MaskMode", [(m, m) for m in MODES])
-MaskShape = StrEnum("MaskShape", [(m, m) for m in SHAPES])
-GateMode = StrEnum("GateMode", [(m, m) for m in GATE_MODES])
-
-
-class VLM(StrEnum):
-    auto = "auto"
-    qwen2_vl = "qwen2-vl"
-    off = "off"
-
-
-class KVCache(StrEnum):
-    dynamic = "dynamic"
-    static = "static"
-
-
 def _version(value: bool) -> None:
     if value:
         print(f"streampii {__version__}")
@@ -90,53 +90,14 @@ def watch_command(
     out_dir: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for <stem>.events.jsonl, .manifest.json, .redacted.mp4.")
     ] = Path("streampii-out"),
-    fps: Annotated[
-        float,
-        typer.Option(
-            help="Frames sampled per second of video (by presentation timestamp).",
-            rich_help_panel="Sampling and windows",
-        ),
-    ] = 1.0,
-    max_pixels: Annotated[
-        int,
-        typer.Option(
-            help="Pixel budget per sampled frame; frames are resized to multiples of 28 within it.",
-            rich_help_panel="Sampling and windows",
-        ),
-    ] = 360 * 420,
-    window: Annotated[
-        float, typer.Option(help="Seconds of video per VLM window.", rich_help_panel="Sampling and windows")
-    ] = 8.0,
-    stride: Annotated[
-        float,
-        typer.Option(
-            help="Seconds between window starts (less than --window: windows overlap).",
-            rich_help_panel="Sampling and windows",
-        ),
-    ] = 6.0,
-    vlm: Annotated[
-        VLM,
-        typer.Option(
-            help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local; qwen2-vl: insist; off: no VLM.",
-            rich_help_panel="VLM",
-        ),
-    ] = VLM.auto,
-    model: Annotated[
-        str,
-        typer.Option(
-            help="Qwen2-VL hub id or local folder (Qwen/Qwen2-VL-2B-Instruct for small GPUs).", rich_help_panel="VLM"
-        ),
-    ] = DEFAULT_MODEL,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.", rich_help_panel="VLM")] = "auto",
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Windows per VLM generate call [default: 8 for files on a CUDA GPU without --blur, else 1].",
-            show_default=False,
-            rich_help_panel="VLM",
-        ),
-    ] = None,
+    fps: Fps = 1.0,
+    max_pixels: MaxPixels = 360 * 420,
+    window: WindowSeconds = 8.0,
+    stride: Stride = 6.0,
+    vlm: VlmChoice = VLM.auto,
+    model: Model = DEFAULT_MODEL,
+    device: Device = "auto",
+    batch_size: BatchSize = None,
     max_new_tokens: Annotated[
         int,
         typer.Option(
@@ -145,20 +106,8 @@ def watch_command(
             rich_help_panel="VLM",
         ),
     ] = 512,
-    kv_cache: Annotated[
-        KVCache,
-        typer.Option(
-            help="static: a preallocated KV cache, with which generate compiles its decoding step on CUDA: several"
-            " times faster answers after a compile per batch size (tens of seconds); for long runs.",
-            rich_help_panel="VLM",
-        ),
-    ] = KVCache.dynamic,
-    blur: Annotated[
-        bool,
-        typer.Option(
-            "--blur/--no-blur", help="Also write <stem>.redacted.mp4 with PII blurred.", rich_help_panel="Blur"
-        ),
-    ] = False,
+    kv_cache: KvCacheChoice = KVCache.dynamic,
+    blur: Blur = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print each event to stdout as a JSON line as it is found.")
     ] = False,
@@ -179,12 +128,7 @@ def watch_command(
         float,
         typer.Option(help="Seconds to wait when connecting or reading.", rich_help_panel="Live cameras (rtsp://)"),
     ] = 10.0,
-    detect: Annotated[
-        str,
-        typer.Option(
-            help="What the detectors localize on every frame: face, plate, text (comma list).", rich_help_panel="Blur"
-        ),
-    ] = "face,plate",
+    detect: Detect = "face,plate",
     mode: Annotated[MaskMode, typer.Option(help="How a box is obscured.", rich_help_panel="Blur")] = MaskMode.blur,
     mask_shape: Annotated[
         MaskShape, typer.Option(help="Face masks (text and plates are rectangles).", rich_help_panel="Blur")
@@ -210,14 +154,7 @@ def watch_command(
     preset: Annotated[
         str, typer.Option(help="X264 speed preset (ultrafast .. veryslow).", rich_help_panel="Blur")
     ] = "veryfast",
-    gate: Annotated[
-        GateMode,
-        typer.Option(
-            help="Which windows the VLM sees. detect: those with motion or a face/text the detectors see; "
-            "motion: those with motion; off: all.",
-            rich_help_panel="VLM",
-        ),
-    ] = GateMode.detect,
+    gate: Gate = GateMode.detect,
     jobs: Annotated[
         int,
         typer.Option(

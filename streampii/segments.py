@@ -22,7 +22,9 @@ from typing import Annotated
 import av
 import typer
 
+from streampii import cli_options as opts
 from streampii.errors import InputError
+from streampii.pipeline import DEFAULT_MODEL
 from streampii.source import VIDEO_SUFFIXES
 
 # Date and time inside a name: 20261125T101500, 20261125_101500, 20261125101500,
@@ -192,29 +194,18 @@ def segments_command(
     utc: Annotated[
         bool, typer.Option("--utc", help="Times in segment names are UTC (default: local time, as ffmpeg writes).")
     ] = False,
-    fps: Annotated[float, typer.Option(help="Frames sampled per second of video.")] = 1.0,
-    max_pixels: Annotated[int, typer.Option(help="Pixel budget per sampled frame.")] = 360 * 420,
-    window: Annotated[float, typer.Option(help="Seconds of video per VLM window.")] = 8.0,
-    stride: Annotated[float, typer.Option(help="Seconds between window starts.")] = 6.0,
-    vlm: Annotated[str, typer.Option(help="auto, qwen2-vl or off.")] = "auto",
-    model: Annotated[str, typer.Option(help="Qwen2-VL hub id or local folder.")] = "Qwen/Qwen2-VL-7B-Instruct",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Windows per VLM generate call [default: 8 on a CUDA GPU without --blur, else 1].",
-            show_default=False,
-        ),
-    ] = None,
-    kv_cache: Annotated[
-        str, typer.Option(help="dynamic or static (on CUDA, a compiled decoding step: faster on long runs).")
-    ] = "dynamic",
-    gate: Annotated[str, typer.Option(help="Which windows the VLM sees: detect, motion or off.")] = "detect",
-    blur: Annotated[
-        bool, typer.Option("--blur/--no-blur", help="Also write <segment>.redacted.mp4 with faces and plates blurred.")
-    ] = False,
-    detect: Annotated[str, typer.Option(help="--blur: what the detectors localize: face, plate, text.")] = "face,plate",
+    fps: opts.Fps = 1.0,
+    max_pixels: opts.MaxPixels = 360 * 420,
+    window: opts.WindowSeconds = 8.0,
+    stride: opts.Stride = 6.0,
+    vlm: opts.VlmChoice = opts.VLM.auto,
+    model: opts.Model = DEFAULT_MODEL,
+    device: opts.Device = "auto",
+    batch_size: opts.BatchSize = None,
+    kv_cache: opts.KvCacheChoice = opts.KVCache.dynamic,
+    gate: opts.Gate = opts.GateMode.detect,
+    blur: opts.Blur = False,
+    detect: opts.Detect = "face,plate",
 ) -> None:
     """Process every finished segment in FOLDER once, oldest first (resumable; --watch for new ones)."""
     from streampii import cli
@@ -227,14 +218,6 @@ def segments_command(
     from streampii.state import RunState, input_key
     from streampii.windows import WindowOptions
 
-    if vlm not in ("auto", "qwen2-vl", "off"):
-        cli.err.print(f"streampii: error: --vlm must be auto, qwen2-vl or off, got {vlm}")
-        raise typer.Exit(cli.EXIT_USAGE)
-    from streampii.analyzers.qwen import KV_CACHES
-
-    if kv_cache not in KV_CACHES:
-        cli.err.print(f"streampii: error: --kv-cache must be one of {', '.join(KV_CACHES)}, got {kv_cache}")
-        raise typer.Exit(cli.EXIT_USAGE)
     if not folder.is_dir():
         cli._error(f"{folder}: no such folder")
         raise typer.Exit(cli.EXIT_USAGE)
@@ -243,12 +226,12 @@ def segments_command(
             out=out_dir,
             sampler=SamplerOptions(fps=fps, max_pixels=max_pixels),
             windows=WindowOptions(window=window, stride=stride),
-            vlm=vlm,
+            vlm=vlm.value,
             model=model,
             device=device,
             batch_size=batch_size or 1,
-            kv_cache=kv_cache,
-            gate=GateOptions(mode=gate),
+            kv_cache=kv_cache.value,
+            gate=GateOptions(mode=gate.value),
             blur=blur,
             redact=RedactOptions(detect=detect),
         )

@@ -186,3 +186,29 @@ def test_torchs_idle_threads_sleep_unless_the_user_says_otherwise() -> None:
     assert (
         subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "ACTIVE"
     )
+
+
+def test_watch_and_segments_declare_their_common_options_alike() -> None:
+    import typer.main
+
+    from streampii.cli import app
+
+    commands = typer.main.get_command(app).commands
+
+    def options(name: str) -> dict:
+        return {
+            p.name: (
+                p.opts,
+                p.help,
+                p.default,
+                p.min,
+                getattr(p, "rich_help_panel", None),
+                p.type_descriptor.annotation,
+            )
+            for p in commands[name].params
+        }
+
+    watch, segments = options("watch"), options("segments")
+    common = ("fps", "max_pixels", "window", "stride", "vlm", "model", "device", "batch_size", "kv_cache", "gate")
+    for name in (*common, "blur", "detect"):
+        assert watch[name] == segments[name], name
