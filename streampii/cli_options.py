@@ -64,7 +64,7 @@ KvCacheChoice = Annotated[
     KVCache,
     typer.Option(
         help="static: a preallocated KV cache, with which generate compiles its decoding step on CUDA: about 3"
-        " times faster answers after a compile of about 30 s per batch size; for cameras and long runs.",
+        " times faster answers after a compile of about 25 s per batch size; for cameras and long runs.",
         rich_help_panel=VLM_PANEL,
     ),
 ]

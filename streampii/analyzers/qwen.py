@@ -223,7 +223,7 @@ class QwenAnalyzer:
     CUDA it then compiles the model's decoding step (transformers does when the cache allows it).
     The answer is decoded token by token, and each step of the usual loop is Python and one
     kernel launch after another: on an H200, 2B at batch 1 decoded 227 tokens/s instead of 27
-    (docs/performance.md). Each new batch size or cache length costs a compile (about 33 s on
+    (docs/performance.md). Each new batch size or cache length costs a compile (about 25 s on
     an H200), so it pays on long runs; short batches are padded to a power of two and the cache
     length is rounded up, so a run sees a few of each. The answers are the same.
     """
