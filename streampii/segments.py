@@ -24,7 +24,8 @@ import typer
 
 from streampii import cli_options as opts
 from streampii.errors import InputError
-from streampii.pipeline import DEFAULT_MODEL
+from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size
+from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES
 
 # Date and time inside a name: 20261125T101500, 20261125_101500, 20261125101500,
@@ -210,8 +211,6 @@ def segments_command(
     """Process every finished segment in FOLDER once, oldest first (resumable; --watch for new ones)."""
     from streampii import cli
     from streampii.gate import GateOptions
-    from streampii.pipeline import WatchOptions, default_batch_size
-    from streampii.pipeline import watch as watch_input
     from streampii.redactor import RedactOptions
     from streampii.rtsp import StopFlag, stop_on_signals
     from streampii.sampler import SamplerOptions
