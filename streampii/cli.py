@@ -195,14 +195,16 @@ def watch_command(
     analyzers, note = _build_analyzers(options)
     sources = expand_inputs(inputs)
     stems = _unique_stems([s for s in sources if isinstance(s, str)])
+    device = _analyzer_device(analyzers)
+    live_inputs = any(is_live(s) for s in sources if isinstance(s, str))
     if batch_size is None:  # per input as default_batch_size says; inputs side by side share calls on a GPU
-        device = _analyzer_device(analyzers)
-        live_inputs = any(is_live(s) for s in sources if isinstance(s, str))
         per_input = default_batch_size(device, live_inputs, blur)
         shared_batch = max(per_input, jobs) if device.startswith("cuda") else 1
     else:
         per_input, shared_batch = max(1, batch_size // jobs), batch_size
     options = _with_batch_size(options, analyzers, shared_batch)
+    if live_inputs and device.startswith("cuda") and hasattr(analyzers[0], "warm_up"):
+        _warm_up(analyzers[0], options)
     # Ctrl-C / SIGTERM: finish the current window, write everything final, skip the rest
     stop = StopFlag()
     live = LiveOptions(open_timeout=timeout, read_timeout=timeout, record_dir=record, segment_seconds=segment_seconds)
@@ -325,6 +327,19 @@ def _watch_one(
 
 def _analyzer_device(analyzers: list) -> str:
     return getattr(analyzers[0], "device", "cpu") if analyzers else "cpu"
+
+
+def _warm_up(analyzer, options: WatchOptions) -> None:
+    """The model's first calls, made before any camera opens (CUDA's start-up, a static cache's
+    compiles): a camera's frames arrive in real time, and those that wait are dropped."""
+    frames = options.windows.frame_counts(options.sampler.fps)[0]
+    err.print(f"streampii: warming up {analyzer.name} on {analyzer.device} before the cameras open ...")
+    try:
+        seconds = analyzer.warm_up(frames, options.sampler.max_pixels)
+    except Exception as exc:  # not fatal: the windows meet the same fault and are reported failed
+        _warn(f"warm-up failed ({type(exc).__name__}: {exc}); the first windows will pay for the start-up")
+        return
+    err.print(f"streampii: warmed up in {seconds:.1f} s")
 
 
 def _with_batch_size(options: WatchOptions, analyzers: list, batch_size: int) -> WatchOptions:

@@ -183,3 +183,31 @@ def test_watch_resolves_the_batch_size_on_the_analyzers_device(
     assert manifest["counts"]["windows_total"] == 5
     assert [len(call) for call in recorder.calls] == {1: [1] * 5, 3: [3, 2], 8: [5]}[input_batch]
     assert recorder.threads == {threading.get_ident()}  # with --jobs too: calls on the main thread
+
+
+@pytest.mark.parametrize(("device", "source", "warmed"), [("cuda", "rtsp", True), ("cpu", "rtsp", False), ("cuda", "file", False)])
+def test_watch_warms_the_model_up_before_a_camera_opens_on_a_gpu(
+    clips: dict[str, Path], tmp_path: Path, monkeypatch, device: str, source: str, warmed: bool
+) -> None:
+    """A camera's frames arrive in real time: the model's first calls (CUDA's start-up, a static
+    cache's compiles) are made before it is opened, with the window size the settings give."""
+    from typer.testing import CliRunner
+
+    from streampii import cli, pipeline
+    from streampii.sampler import SamplerOptions
+    from streampii.windows import WindowOptions
+
+    order = []
+    recorder = Recorder()
+    recorder.device, recorder.batch_size = device, 1
+    recorder.warm_up = lambda frames, max_pixels: order.append(("warm_up", frames, max_pixels)) or 1.5
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([recorder], None))
+    opened = pipeline.LiveSource.open
+    monkeypatch.setattr(pipeline.LiveSource, "open", lambda self: order.append("open") or opened(self))
+    url = "rtsp://127.0.0.1:9/none"  # nothing listens: the camera fails to open, after the warm-up
+    args = [url, "--timeout", "1"] if source == "rtsp" else [str(clips["intel_car-detection"])]
+    result = CliRunner().invoke(cli.app, ["watch", *args, "--out", str(tmp_path), "--no-resume", "--gate", "off"])
+    assert result.exit_code == (1 if source == "rtsp" else 0), result.output
+    frames = WindowOptions().frame_counts(SamplerOptions().fps)[0]
+    warm = [("warm_up", frames, SamplerOptions().max_pixels)] if warmed else []
+    assert order == warm + (["open"] if source == "rtsp" else [])

@@ -187,6 +187,50 @@ def test_a_static_kv_cache_gives_the_same_answers(tiny_qwen2vl: Path, one_thread
         load_qwen2vl(str(tiny_qwen2vl), "cpu", kv_cache="paged")
 
 
+def test_a_warm_up_makes_every_call_size_and_sizes_the_cache_for_any_window(
+    tiny_qwen2vl: Path, one_thread, monkeypatch
+) -> None:
+    """warm_up (before a camera opens) calls generate once for each size a run's calls can take and
+    sizes the static cache for the longest window the settings allow: later windows, a 16:9 one with
+    more visual tokens than the square blank included, neither grow it nor add a call size."""
+    import numpy as np
+
+    from streampii.analyzers.qwen import load_qwen2vl, visual_tokens
+    from streampii.sampler import Frame
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    max_pixels = SamplerOptions().max_pixels
+    analyzer = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=4, max_new_tokens=4, kv_cache="static")
+    analyzer.pad_static_batches = True  # as on CUDA
+    calls = []
+    generate = analyzer.net.generate
+
+    def recorded(**kwargs):
+        output = generate(**kwargs)
+        calls.append((kwargs["input_ids"].shape[0], analyzer.net._previous_max_cache_length))
+        return output
+
+    monkeypatch.setattr(analyzer.net, "generate", recorded)
+    assert analyzer.warm_up(8, max_pixels) > 0
+    assert [rows for rows, _ in calls] == [1, 2, 4]
+    assert analyzer.describe()["warm_up_seconds"] >= 0
+    height, width = smart_resize(720, 1280, SamplerOptions().min_pixels, max_pixels)  # 280x504: 180 a pair
+    side = int(np.sqrt(max_pixels)) // 28 * 28
+    assert visual_tokens(8, height, width) > visual_tokens(8, side, side)
+    wide = Window(7, tuple(Frame(i, 9_999_999.0 + i, np.zeros((height, width, 3), np.uint8), (1280, 720))
+                           for i in range(8)))  # fmt: skip
+    analyzer.analyze([wide, *street_windows()])
+    assert [rows for rows, _ in calls[3:]] == [4]  # 4 windows
+    assert len({length for _, length in calls}) == 1, calls  # no growth, no compile after the warm-up
+
+    dynamic = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=4, max_new_tokens=4)
+    rows = []
+    inner = dynamic.net.generate
+    monkeypatch.setattr(dynamic.net, "generate", lambda **kw: rows.append(kw["input_ids"].shape[0]) or inner(**kw))
+    dynamic.warm_up(8, max_pixels)
+    assert rows == [1]  # CUDA's start-up only: a dynamic cache compiles nothing
+
+
 def test_a_static_kv_cache_that_cannot_compile_falls_back_to_the_dynamic_one(
     tiny_qwen2vl: Path, one_thread, monkeypatch, caplog
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import re
 import time
@@ -22,7 +23,7 @@ from streampii.analyzers import WindowResult
 from streampii.analyzers.parse import UnparseableAnswer, parse_answer
 from streampii.analyzers.prompt import build_messages
 from streampii.errors import AnalyzerError
-from streampii.sampler import GRID
+from streampii.sampler import GRID, Frame
 from streampii.windows import Window
 
 if TYPE_CHECKING:
@@ -249,6 +250,8 @@ class QwenAnalyzer:
         self.max_new_tokens = max_new_tokens
         self.kv_cache = kv_cache
         self.kv_cache_error: str | None = None  # why a static cache was given up for the dynamic one
+        self.warm_up_seconds: float | None = None
+        self._longest_prompt = 0  # tokens; warm_up sets it to the longest window the settings allow
         # transformers compiles the static cache's step on CUDA only; elsewhere a padded row would
         # be a window's work for nothing
         self.pad_static_batches = device.startswith("cuda")
@@ -270,6 +273,7 @@ class QwenAnalyzer:
             "max_new_tokens": self.max_new_tokens,
             "kv_cache": self.kv_cache,
             **({"kv_cache_error": self.kv_cache_error} if self.kv_cache_error else {}),
+            **({"warm_up_seconds": round(self.warm_up_seconds, 2)} if self.warm_up_seconds is not None else {}),
             "parameters": sum(p.numel() for p in self.net.parameters()),
             "decoding": "greedy",
         }
@@ -302,15 +306,54 @@ class QwenAnalyzer:
                 return self._run_batch(batch[:half]) + self._run_batch(batch[half:])
             return [self._failed(batch[0], "out of memory on one window (lower --max-pixels or --window)", started)]
         except Exception as exc:
-            if self.kv_cache != "static":
-                raise
-            # the compile behind a static cache needs a working torch.compile stack (Triton, a C
-            # compiler): where it fails, the run goes on as without --kv-cache static
-            self.kv_cache, self.kv_cache_error = "dynamic", f"{type(exc).__name__}: {_first_line(exc)}"
-            log.warning("--kv-cache static failed (%s): going on with the dynamic cache", self.kv_cache_error)
+            self._give_up_static_cache(exc)
             return self._run_batch(batch)
         seconds = (time.perf_counter() - started) / len(batch)
         return [self._result(w, a, n, seconds) for w, a, n in zip(batch, answers, tokens, strict=True)]
+
+    def _give_up_static_cache(self, exc: Exception) -> None:
+        """Go on with the dynamic cache after ``exc`` from a static-cache call; re-raise any other."""
+        if self.kv_cache != "static":
+            raise exc
+        # the compile behind a static cache needs a working torch.compile stack (Triton, a C
+        # compiler): where it fails, the run goes on as without --kv-cache static
+        self.kv_cache, self.kv_cache_error = "dynamic", f"{type(exc).__name__}: {_first_line(exc)}"
+        log.warning("--kv-cache static failed (%s): going on with the dynamic cache", self.kv_cache_error)
+
+    def warm_up(self, frames: int, max_pixels: int) -> float:
+        """Run ``generate`` on a blank window as large as ``frames`` frames of at most ``max_pixels``
+        allow, once for each call size a run can make; return the seconds it took.
+
+        The first call pays CUDA's start-up (about 10 s on an H200) and, with a static cache, each
+        batch size a compile (about 25 s): before a camera is opened, so that none of its frames are
+        dropped while the first window waits. The static cache is sized for the longest window these
+        settings can give, so no later window makes it grow (each growth would be a compile).
+        """
+        import torch
+
+        started = time.perf_counter()
+        window = blank_window(frames, max_pixels)
+        pairs = (len(window.frames) + 1) // 2
+        text = self.processor.apply_chat_template(build_messages(window), tokenize=False, add_generation_prompt=True)
+        # the prompt's text around one video placeholder, and the most visual tokens a window can have
+        longest = len(self.processor.tokenizer(text)["input_ids"]) - 1 + pairs * (max_pixels // (GRID * GRID))
+        self._longest_prompt = max(self._longest_prompt, longest)
+        rows = [1]
+        if self.kv_cache == "static" and self.pad_static_batches:
+            rows = sorted({static_batch_rows(n, self.batch_size) for n in range(1, self.batch_size + 1)})
+        for n in rows:
+            try:
+                self._generate([window] * n)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()  # a run's calls of this size will be halved as they come
+                log.warning("warm-up: out of memory with %d windows in a call; larger calls not warmed", n)
+                break
+            except Exception as exc:
+                self._give_up_static_cache(exc)
+                self._generate([window])  # CUDA's start-up, still worth paying now
+                break
+        self.warm_up_seconds = time.perf_counter() - started
+        return self.warm_up_seconds
 
     def _generate(self, batch: list[Window]) -> tuple[list[str], list[int]]:
         import torch
@@ -349,7 +392,8 @@ class QwenAnalyzer:
             cache["cache_implementation"] = "static"
             # transformers sizes the cache max(this call's length, the longest before it); a length
             # rounded up from the start keeps it from growing window by window, each growth a compile
-            length = -(-(inputs["input_ids"].shape[1] + self.max_new_tokens) // _CACHE_STEP) * _CACHE_STEP
+            prompt = max(inputs["input_ids"].shape[1], self._longest_prompt)
+            length = -(-(prompt + self.max_new_tokens) // _CACHE_STEP) * _CACHE_STEP
             self.net._previous_max_cache_length = max(getattr(self.net, "_previous_max_cache_length", -1), length)
         inputs = inputs.to(self.net.device)
         with torch.inference_mode():
@@ -383,6 +427,16 @@ class QwenAnalyzer:
 
     def _failed(self, window: Window, reason: str, started: float) -> WindowResult:
         return WindowResult(window, [], self.name, error=reason, seconds=time.perf_counter() - started)
+
+
+def blank_window(frames: int, max_pixels: int) -> Window:
+    """A grey window of ``frames`` square frames (an even count) of at most ``max_pixels``, timed
+    115 days into a run: its prompt is as long as any real window's for that long."""
+    side = max(GRID, math.isqrt(max_pixels) // GRID * GRID)
+    image = np.full((side, side, 3), 128, np.uint8)
+    count = max(2, frames + frames % 2)
+    start = 9_999_990.0
+    return Window(0, tuple(Frame(i, start + i, image, (side, side)) for i in range(count)))
 
 
 def static_batch_rows(windows: int, batch_size: int) -> int:
