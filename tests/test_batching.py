@@ -185,7 +185,9 @@ def test_watch_resolves_the_batch_size_on_the_analyzers_device(
     assert recorder.threads == {threading.get_ident()}  # with --jobs too: calls on the main thread
 
 
-@pytest.mark.parametrize(("device", "source", "warmed"), [("cuda", "rtsp", True), ("cpu", "rtsp", False), ("cuda", "file", False)])
+@pytest.mark.parametrize(
+    ("device", "source", "warmed"), [("cuda", "rtsp", True), ("cpu", "rtsp", False), ("cuda", "file", False)]
+)
 def test_watch_warms_the_model_up_before_a_camera_opens_on_a_gpu(
     clips: dict[str, Path], tmp_path: Path, monkeypatch, device: str, source: str, warmed: bool
 ) -> None:
