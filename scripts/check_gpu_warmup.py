@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="random weights never stop: bound answers")
     parser.add_argument("--layers", type=int, help="debugging only: keep this many text and vision layers")
-    parser.add_argument("--model", help="a model folder already built (default: build one)")
+    parser.add_argument("--model", help="the model folder: built there unless it holds one (default: temp)")
     parser.add_argument("--child", nargs=2, metavar=("CACHE", "WARM"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -73,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    model = args.model or str(build_model_folder(Path(tempfile.mkdtemp()) / "qwen2-vl-2b", args.device, args.layers))
+    model = Path(args.model or Path(tempfile.mkdtemp()) / "qwen2-vl-2b")
+    if not (model / "config.json").is_file():
+        build_model_folder(model, args.device, args.layers)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for cache in args.kv_cache:
         for warm in (False, True):
-            command = [sys.executable, __file__, "--child", cache, "1" if warm else "0", "--model", model]
+            command = [sys.executable, __file__, "--child", cache, "1" if warm else "0", "--model", str(model)]
             command += ["--device", args.device, "--clip", str(args.clip), "--windows", str(args.windows)]
             command += ["--max-new-tokens", str(args.max_new_tokens)]
             done = subprocess.run(command, capture_output=True, text=True, env=env)

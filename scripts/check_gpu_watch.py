@@ -74,13 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="random weights never stop: bound answers")
     parser.add_argument("--layers", type=int, help="debugging only: keep this many text and vision layers")
     parser.add_argument("--out", type=Path, default=None, help="folder for the outputs (default: temp)")
+    parser.add_argument("--model", type=Path, help="the model folder: built there unless it holds one (default: temp)")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="streampii-gpu-watch-"))
     out = args.out or work / "out"
     started = time.perf_counter()
-    model = build_model_folder(work / "qwen2-vl-2b-random", args.device, args.layers)
-    print(f"model folder built in {time.perf_counter() - started:.0f} s", flush=True)
+    model = args.model or work / "qwen2-vl-2b-random"
+    if not (model / "config.json").is_file():
+        build_model_folder(model, args.device, args.layers)
+    print(f"model folder ready in {time.perf_counter() - started:.0f} s", flush=True)
     inputs = []
     for i in range(args.copies):
         link = work / f"cam{i}{args.clip.suffix}"
