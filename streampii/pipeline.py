@@ -20,6 +20,7 @@ import cv2
 
 from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
+from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch only with a model
 from streampii.chunks import can_split, default_workers, sample_in_chunks
 from streampii.errors import InputError
 from streampii.events import Event, EventMerger, wall_iso
@@ -33,7 +34,6 @@ from streampii.state import Resume, RunState, fingerprint, input_key
 from streampii.timing import StageTimes, ThreadGroup
 from streampii.windows import Window, WindowOptions, sliding_windows
 
-DEFAULT_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
 MANIFEST_EVERY = 5.0  # seconds between manifest rewrites during a run
 # A camera's run has no end: its manifest keeps the latest rows (an hour at the default stride).
 # All of a week's rows were 18.7 MB of JSON, 0.47 CPU s to write every MANIFEST_EVERY.
