@@ -375,7 +375,6 @@ class QwenAnalyzer:
             do_normalize=False,
         )
         video_processor = self.processor.video_processor
-        inputs["pixel_values_videos"] = normalized_patches(inputs["pixel_values_videos"], video_processor)
         merge = video_processor.merge_size
         tokens = [int(thw.prod()) // merge**2 for thw in inputs["video_grid_thw"]]
         for window, n in zip(batch, tokens, strict=True):
@@ -395,7 +394,11 @@ class QwenAnalyzer:
             prompt = max(inputs["input_ids"].shape[1], self._longest_prompt)
             length = -(-(prompt + self.max_new_tokens) // _CACHE_STEP) * _CACHE_STEP
             self.net._previous_max_cache_length = max(getattr(self.net, "_previous_max_cache_length", -1), length)
+        patches = inputs.pop("pixel_values_videos")
         inputs = inputs.to(self.net.device)
+        # normalised where the model runs: to a GPU the uint8 patches cross the bus (a quarter of
+        # the bytes) and the float arithmetic is the GPU's, not the pipeline thread's
+        inputs["pixel_values_videos"] = normalized_patches(patches.to(self.net.device), video_processor)
         with torch.inference_mode():
             output = self.net.generate(
                 **inputs,
