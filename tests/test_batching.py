@@ -213,3 +213,25 @@ def test_watch_warms_the_model_up_before_a_camera_opens_on_a_gpu(
     frames = WindowOptions().frame_counts(SamplerOptions().fps)[0]
     warm = [("warm_up", frames, SamplerOptions().max_pixels)] if warmed else []
     assert order == warm + (["open"] if source == "rtsp" else [])
+
+
+def test_a_failed_warm_up_is_a_warning_and_the_camera_still_opens(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from streampii import cli, pipeline
+
+    order = []
+    recorder = Recorder()
+    recorder.device, recorder.batch_size = "cuda", 1
+
+    def warm_up(frames: int, max_pixels: int) -> float:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    recorder.warm_up = warm_up
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([recorder], None))
+    opened = pipeline.LiveSource.open
+    monkeypatch.setattr(pipeline.LiveSource, "open", lambda self: order.append("open") or opened(self))
+    args = ["watch", "rtsp://127.0.0.1:9/none", "--timeout", "1", "--out", str(tmp_path), "--no-resume"]
+    result = CliRunner().invoke(cli.app, args)
+    assert "warning: warm-up failed (RuntimeError: CUDA error: an illegal memory access" in result.output
+    assert order == ["open"] and result.exit_code == 1  # the camera's own failure, as without a warm-up
