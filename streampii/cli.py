@@ -193,6 +193,7 @@ def watch_command(
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     analyzers, note = _build_analyzers(options)
+    options = _detectors_alone(options, analyzers)
     sources = expand_inputs(inputs)
     stems = _unique_stems([s for s in sources if isinstance(s, str)])
     device = _analyzer_device(analyzers)
@@ -327,6 +328,19 @@ def _watch_one(
 
 def _analyzer_device(analyzers: list) -> str:
     return getattr(analyzers[0], "device", "cpu") if analyzers else "cpu"
+
+
+def _detectors_alone(options: WatchOptions, analyzers: list) -> WatchOptions:
+    """``--vlm auto`` found no VLM: the detectors run alone on every frame of a file, for their
+    events, so that an audit on a machine without a GPU does not end with an empty log."""
+    if analyzers or options.vlm != "auto" or options.blur or not options.redact.detect:
+        return options
+    kinds = ", ".join(options.redact.detect)
+    _warn(
+        f"the detectors alone ({kinds}) look at every frame of each file: the log holds those kinds only"
+        " (camera streams are not analysed without the VLM; --vlm off for no analysis at all)"
+    )
+    return replace(options, detectors_alone=True)
 
 
 def _warm_up(analyzer, options: WatchOptions) -> None:

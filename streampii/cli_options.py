@@ -40,7 +40,8 @@ Stride = Annotated[
 VlmChoice = Annotated[
     VLM,
     typer.Option(
-        help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local; qwen2-vl: insist; off: no VLM.",
+        help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local, else the detectors alone on"
+        " files; qwen2-vl: insist; off: no VLM (and no detectors without --blur).",
         rich_help_panel=VLM_PANEL,
     ),
 ]
@@ -83,6 +84,8 @@ Blur = Annotated[
 Detect = Annotated[
     str,
     typer.Option(
-        help="What the detectors localize on every frame: face, plate, text (comma list).", rich_help_panel=BLUR
+        help="What the detectors localize on every frame (with --blur, or alone without a VLM): face, plate, text"
+        " (comma list).",
+        rich_help_panel=BLUR,
     ),
 ]

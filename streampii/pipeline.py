@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +59,9 @@ class WatchOptions:
     # the manifest's analyzer section records it
     kv_cache: str = "dynamic"
     blur: bool = False
+    # no VLM analyses the input: the detectors of `redact.detect` look at every frame of a file as with
+    # --blur, for their events (tracks of faces and plates), and no video is written
+    detectors_alone: bool = False
     redact: RedactOptions = field(default_factory=RedactOptions)
     gate: GateOptions = field(default_factory=GateOptions)
     # decoders working side by side on a file's keyframe chunks (0: one per CPU and one more; 1: a single
@@ -77,8 +80,10 @@ class WatchOptions:
             "blur": self.blur,
             "gate": asdict(self.gate),
         }
-        if self.blur:
+        if self.blur or self.detectors_alone:
             settings["redact"] = asdict(self.redact)
+        if self.detectors_alone:
+            settings["detectors_alone"] = True
         return settings
 
 
@@ -162,6 +167,7 @@ def watch(
             raise InputError(
                 redact_url(source), "--blur works on files: record the stream (--record DIR) and blur the segments"
             )
+        options = replace(options, detectors_alone=False)  # files only: a camera's frames would queue behind them
         camera = LiveSource(source, live, stop, stem=stem)
         info = camera.open()
         source_ = _Source(camera.frames, camera.wall_clock, camera, None)
@@ -169,21 +175,22 @@ def watch(
         container = open_video(source)
         info = describe(container, source)
         clock = (lambda t: wall_start + t) if wall_start is not None else None
+        detecting = options.blur or options.detectors_alone
         # the redactor needs every frame: then one full decode feeds both it and the sampler
-        needed = None if options.blur else needed_near_ticks(options.sampler, info.fps)
+        needed = None if detecting else needed_near_ticks(options.sampler, info.fps)
         source_ = _Source(
             lambda report: decode_video(container, info, report, needed), clock, None, container, read_ahead=READ_AHEAD
         )
         workers = options.decode_workers or default_workers()
-        if not options.blur and workers > 1 and can_split(container, info, options.sampler):
+        if not detecting and workers > 1 and can_split(container, info, options.sampler):
             source_.chunked = lambda report: sample_in_chunks(
                 container, source, info, options.sampler, report, workers, source_.decoder_threads.add
             )
-        if options.blur:
+        if detecting:
             try:
                 source_.redactor = Redactor(
                     info,
-                    options.out / f"{stem}.redacted.mp4",
+                    options.out / f"{stem}.redacted.mp4" if options.blur else None,
                     options.redact,
                     audio_source=source if info.has_audio else None,
                     on_event=source_.detector_events.append,
@@ -293,15 +300,18 @@ def _run(
     merger = EventMerger(info.source, gap=options.windows.stride, extra=extra)
     resume = None
     redactor = src.redactor
-    if redactor is not None:
+    if redactor is not None and redactor.output.path is not None:
         result.outputs["redacted"] = f"{stem}.redacted.mp4"
         manifest.extra["redaction"] = redactor.report.summary
+    elif redactor is not None:  # the detectors alone: their runs, no video
+        manifest.extra["detectors"] = redactor.report.detection_summary
+    if redactor is not None:
         timer.redactor = redactor
         if analyzers:  # VLM boxes are masked too: frames wait until no later window can add one
             redactor.release(0.0)
     if state is not None:
         key = input_key(source, stem)
-        if redactor is not None:  # a half-written MP4 cannot be continued: --blur redoes the input
+        if redactor is not None:  # a half-written MP4 or open tracks cannot be continued: the input is redone
             state.forget(key)
         resume = Resume(state, key, fingerprint(source, options.settings()), events_path)
     append = resume.start(merger, live=info.live) if resume is not None else False

@@ -116,6 +116,15 @@ class RedactReport:
             "seconds": round(self.seconds, 3),
         }
 
+    def detection_summary(self) -> dict:
+        """Facts for the manifest when the detectors run alone (no video is written)."""
+        return {
+            "frames_decoded": self.frames,
+            "detector_runs": dict(self.detections),
+            "detector_reuses": dict(self.reused),
+            "tracks": len(self.events),
+        }
+
 
 def build_detectors(options: RedactOptions) -> list[tuple[Detector, float]]:
     """(detector, interval seconds) for the kinds in ``options.detect``."""
@@ -199,12 +208,13 @@ class Redactor:
     The pipeline feeds it from the same decode pass as the sampler. A frame is written once
     every detector has looked far enough past it (the look-ahead), and, while ``hold_until``
     is set, once the VLM has analysed every window that could still place a box on it.
+    ``out_path`` None: the detectors and their tracks (events) alone, no video.
     """
 
     def __init__(
         self,
         info: VideoInfo,
-        out_path: Path,
+        out_path: Path | None,
         options: RedactOptions | None = None,
         audio_source: str | None = None,
         on_event: Callable[[Event], None] | None = None,
@@ -221,9 +231,9 @@ class Redactor:
         self.gaps = [options.margin + interval + frame_time for _, interval in self.detectors]
         self.lookahead = max(self.gaps, default=options.margin + frame_time)
         self.tracker = Tracker(TrackOptions(link_gap=self.lookahead, margin=options.margin))
-        self.report = RedactReport(path=None if options.clips else Path(out_path))
+        self.report = RedactReport(path=None if options.clips or out_path is None else Path(out_path))
         self.report.detections = {d.name: 0 for d, _ in self.detectors}
-        self.output = _Output(Path(out_path), info, options, audio_source, self.report)
+        self.output = _Output(out_path and Path(out_path), info, options, audio_source, self.report)
         self.hold_until: float | None = None  # frames at or past this time wait for the VLM
         self._due = [float("-inf")] * len(self.detectors)
         self._last_run: list[tuple[float, np.ndarray | None, Detections] | None] = [None] * len(self.detectors)
@@ -389,7 +399,7 @@ class _Output:
     """Masks frames and hands them to one writer, or with --clips to one writer per stretch."""
 
     def __init__(
-        self, path: Path, info: VideoInfo, options: RedactOptions, audio_source: str | None, report: RedactReport
+        self, path: Path | None, info: VideoInfo, options: RedactOptions, audio_source: str | None, report: RedactReport
     ) -> None:
         self.path, self.info, self.options, self.audio_source, self.report = path, info, options, audio_source, report
         self.writer: VideoWriter | None = None
@@ -397,6 +407,8 @@ class _Output:
         self.last_masked: float | None = None
 
     def write(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> None:
+        if self.path is None:  # the detectors alone: nothing to mask or encode
+            return
         frame = decoded.frame
         if boxes or decoded.rotation:  # most frames go to the encoder as decoded: no timer for them
             with self.report.times.stage("mask"):

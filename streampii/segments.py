@@ -238,6 +238,7 @@ def segments_command(
         cli._error(str(exc))
         raise typer.Exit(cli.EXIT_USAGE) from None
     analyzers, note = cli._build_analyzers(options)
+    options = cli._detectors_alone(options, analyzers)
     if batch_size is None:  # segments are files: batched on a GPU
         batch = default_batch_size(cli._analyzer_device(analyzers), live=False, blur=blur)
         options = cli._with_batch_size(options, analyzers, batch)

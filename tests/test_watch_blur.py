@@ -29,6 +29,45 @@ def walk(tmp_path_factory):
     return make_clip(tmp_path_factory.mktemp("walk") / "walk.mp4", seconds=3.0)
 
 
+@pytest.mark.parametrize("vlm", ["auto", "off"])
+def test_without_a_vlm_the_detectors_alone_log_faces_and_plates(walk, tmp_path: Path, vlm: str) -> None:
+    """--vlm auto on a machine with no GPU and no weights: the detectors look at every frame and
+    their tracks are the log (no video without --blur); --vlm off asks for no analysis at all."""
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "CUDA_VISIBLE_DEVICES": ""}
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "streampii", "watch", str(walk.path), "--out", str(out), "--vlm", vlm]
+        + ["--window", "2", "--stride", "2", "--fps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "walk.manifest.json").read_text())
+    events = [json.loads(line) for line in (out / "walk.events.jsonl").read_text().splitlines()]
+    assert manifest["analyzers"] == [] and manifest["state"] == "complete"
+    assert not (out / "walk.redacted.mp4").exists() and "redacted" not in manifest["outputs"]
+    if vlm == "off":
+        assert events == [] and "detectors" not in manifest and "detectors_alone" not in manifest["settings"]
+        return
+    assert "the detectors alone (face, plate) look at every frame" in result.stderr
+    assert manifest["settings"]["detectors_alone"] is True and manifest["settings"]["redact"]["detect"] == [
+        "face",
+        "plate",
+    ]
+    detectors = manifest["detectors"]
+    assert detectors["frames_decoded"] == walk.frames and detectors["detector_runs"]["centerface"] > 0
+    for event in events:
+        jsonschema.validate(event, event_schema())
+    assert {e["category"] for e in events} >= {"face", "license_plate"}
+    face = next(e for e in events if e["category"] == "face")
+    assert face["detector"] == "centerface" and face["start"] < 0.2 and face["end"] > 2.7 and face["boxes"]
+    assert manifest["counts"]["events"] == len(events) == detectors["tracks"]
+
+
 def test_cli_blur_writes_redacted_video_and_detector_events(walk, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "streampii", "watch", str(walk.path), "--out", str(tmp_path), "--vlm", "off"]
