@@ -349,6 +349,10 @@ def _run(
         manifest.extra["gate"] = lambda: {"mode": options.gate.mode if analyzers else "off (no VLM to spare)"}
 
     def detector_events(log: EventLog) -> None:
+        for event in src.detector_events:  # the keys the VLM's events get from the merger: segment, wall clock
+            event.extra = {**(extra or {}), **event.extra}
+            if src.wall_clock is not None:
+                event.wall_start, event.wall_end = src.wall_clock(event.start), src.wall_clock(event.end)
         emit(sorted(src.detector_events, key=lambda e: (e.start, e.category)), log)
         src.detector_events.clear()
 

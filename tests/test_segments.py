@@ -191,3 +191,23 @@ def test_watch_picks_up_new_segments_but_not_half_written_ones(tmp_path: Path, s
         stop.set()
         thread.join(timeout=20)
     assert not thread.is_alive()
+
+
+def test_detector_events_carry_segment_name_and_absolute_time(tmp_path: Path) -> None:
+    """Without a VLM (--vlm auto, no GPU, no weights) the detectors alone log each segment's faces and
+    plates, with the keys the VLM's events carry: the segment's name and wall-clock times."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    street = Path(__file__).resolve().parent.parent / "samples" / "street.mp4"
+    old(Path(shutil.copy(street, folder / "cam1_20261125T101500Z.mp4")))
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "CUDA_VISIBLE_DEVICES": ""}
+    cmd = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in (out / "cam1_20261125T101500Z.events.jsonl").read_text().splitlines()]
+    assert {e["detector"] for e in events} == {"centerface", "ppocr"}
+    for event in events:
+        assert event["segment"] == "cam1_20261125T101500Z.mp4"
+        wall = datetime.fromisoformat(event["wall_start"].replace("Z", "+00:00")).timestamp()
+        assert abs(wall - datetime(2026, 11, 25, 10, 15, tzinfo=UTC).timestamp() - event["start"]) < 0.002
