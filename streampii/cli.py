@@ -331,15 +331,12 @@ def _analyzer_device(analyzers: list) -> str:
 
 
 def _detectors_alone(options: WatchOptions, analyzers: list) -> WatchOptions:
-    """``--vlm auto`` found no VLM: the detectors run alone on every frame of a file, for their
-    events, so that an audit on a machine without a GPU does not end with an empty log."""
+    """``--vlm auto`` found no VLM: the detectors run alone on every frame, for their events, so
+    that an audit on a machine without a GPU does not end with an empty log."""
     if analyzers or options.vlm != "auto" or options.blur or not options.redact.detect:
         return options
     kinds = ", ".join(options.redact.detect)
-    _warn(
-        f"the detectors alone ({kinds}) look at every frame of each file: the log holds those kinds only"
-        " (camera streams are not analysed without the VLM; --vlm off for no analysis at all)"
-    )
+    _warn(f"the detectors alone ({kinds}) look at every frame: the log holds those kinds only (--vlm off: no analysis)")
     return replace(options, detectors_alone=True)
 
 

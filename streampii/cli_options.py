@@ -40,8 +40,8 @@ Stride = Annotated[
 VlmChoice = Annotated[
     VLM,
     typer.Option(
-        help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local, else the detectors alone on"
-        " files; qwen2-vl: insist; off: no VLM (and no detectors without --blur).",
+        help="auto: Qwen2-VL when a CUDA GPU is present or the weights are local, else the detectors alone;"
+        " qwen2-vl: insist; off: no VLM (and no detectors without --blur).",
         rich_help_panel=VLM_PANEL,
     ),
 ]

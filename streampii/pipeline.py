@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,8 +59,8 @@ class WatchOptions:
     # the manifest's analyzer section records it
     kv_cache: str = "dynamic"
     blur: bool = False
-    # no VLM analyses the input: the detectors of `redact.detect` look at every frame of a file as with
-    # --blur, for their events (tracks of faces and plates), and no video is written
+    # no VLM analyses the input: the detectors of `redact.detect` look at every frame as with --blur,
+    # for their events (tracks of faces and plates), and no video is written
     detectors_alone: bool = False
     redact: RedactOptions = field(default_factory=RedactOptions)
     gate: GateOptions = field(default_factory=GateOptions)
@@ -167,10 +167,15 @@ def watch(
             raise InputError(
                 redact_url(source), "--blur works on files: record the stream (--record DIR) and blur the segments"
             )
-        options = replace(options, detectors_alone=False)  # files only: a camera's frames would queue behind them
         camera = LiveSource(source, live, stop, stem=stem)
         info = camera.open()
         source_ = _Source(camera.frames, camera.wall_clock, camera, None)
+        if options.detectors_alone:  # frames the detectors fall behind on are dropped, as for a slow VLM
+            try:
+                source_.redactor = Redactor(info, None, options.redact, on_event=source_.detector_events.append)
+            except BaseException:
+                camera.close()
+                raise
     else:
         container = open_video(source)
         info = describe(container, source)
@@ -311,7 +316,9 @@ def _run(
             redactor.release(0.0)
     if state is not None:
         key = input_key(source, stem)
-        if redactor is not None:  # a half-written MP4 or open tracks cannot be continued: the input is redone
+        # a half-written MP4 or open tracks cannot be continued: a file is redone (a camera goes on
+        # from now: its log is kept)
+        if redactor is not None and not info.live:
             state.forget(key)
         resume = Resume(state, key, fingerprint(source, options.settings()), events_path)
     append = resume.start(merger, live=info.live) if resume is not None else False

@@ -208,3 +208,39 @@ def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(auth_server: 
 
     with sqlite3.connect(next(out.glob("*.sqlite"))) as db:
         assert "s3cret" not in json.dumps(db.execute("SELECT * FROM inputs").fetchall())
+
+
+def test_without_a_vlm_the_detectors_alone_log_a_cameras_faces_and_plates(tmp_path: Path) -> None:
+    """No VLM (--vlm auto on a machine without a GPU): the detectors look at the camera's frames and
+    their tracks are logged with wall-clock times; a restarted camera keeps its earlier events."""
+    from datetime import datetime
+
+    from streampii.state import RunState
+
+    street = HERE.parent / "samples" / "street.mp4"  # faces and a plate, streamed in real time
+    srv = RtspServer("--file", str(street), "--width", "640", "--height", "360", "--fps", "10").start()
+    options = WatchOptions(
+        out=tmp_path, sampler=SamplerOptions(fps=2), windows=WindowOptions(window=2.0, stride=1.0), gate=NO_GATE,
+        detectors_alone=True,
+    )  # fmt: skip
+    try:
+        logs = []
+        for seconds in (6.0, 3.0):
+            stop = StopFlag()
+            stop_after(stop, seconds)
+            before = time.time()
+            with RunState(tmp_path) as state:
+                result = watch(srv.url(), options, [], stem="cam", stop=stop, live=FAST, state=state)
+            assert result.state == "complete"
+            logs.append((tmp_path / "cam.events.jsonl").read_text().splitlines())
+            events = [json.loads(line) for line in logs[-1]]
+            if len(logs) == 1:
+                assert {e["category"] for e in events} == {"face", "license_plate"}
+                assert {e["detector"] for e in events} == {"centerface", "ppocr"}
+                wall = datetime.fromisoformat(events[0]["wall_start"].replace("Z", "+00:00")).timestamp()
+                assert before - 1 <= wall <= time.time()
+                manifest = json.loads((tmp_path / "cam.manifest.json").read_text())
+                assert manifest["detectors"]["detector_runs"]["centerface"] > 0
+        assert logs[0] and logs[1][: len(logs[0])] == logs[0]  # the restart appended to the camera's log
+    finally:
+        srv.stop()
