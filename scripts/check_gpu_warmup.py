@@ -51,7 +51,8 @@ def child(model: str, device: str, cache: str, warm: bool, clip: Path, count: in
     for window in windows:
         started = time.perf_counter()
         analyzer.analyze([window])
-        torch.cuda.synchronize() if device.startswith("cuda") else None
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
         each.append(time.perf_counter() - started)
     return {"load": loaded, "warm_up": warm_up, "windows": each, "kv_cache": analyzer.describe()["kv_cache"]}
 
