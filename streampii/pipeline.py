@@ -305,12 +305,12 @@ def _run(
     merger = EventMerger(info.source, gap=options.windows.stride, extra=extra)
     resume = None
     redactor = src.redactor
-    if redactor is not None and redactor.output.path is not None:
-        result.outputs["redacted"] = f"{stem}.redacted.mp4"
-        manifest.extra["redaction"] = redactor.report.summary
-    elif redactor is not None:  # the detectors alone: their runs, no video
-        manifest.extra["detectors"] = redactor.report.detection_summary
     if redactor is not None:
+        if redactor.output.path is not None:
+            result.outputs["redacted"] = f"{stem}.redacted.mp4"
+            manifest.extra["redaction"] = redactor.report.summary
+        else:  # the detectors alone: their runs, no video
+            manifest.extra["detectors"] = redactor.report.detection_summary
         timer.redactor = redactor
         if analyzers:  # VLM boxes are masked too: frames wait until no later window can add one
             redactor.release(0.0)
