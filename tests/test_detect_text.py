@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 import pytest
@@ -86,18 +88,21 @@ def test_only_the_boxes_read_are_cut_out(detector, shared_data, monkeypatch):
 
 
 def test_detection_input_is_rapidocrs_own_in_float32(detector, shared_data):
-    """The float32 preprocessing gives the network what rapidocr's float64 one gives, within
-    float32 rounding, as one C-contiguous 1x3xHxW array, at every size limit."""
+    """The float32 preprocessing of an RGB picture gives the network what rapidocr's float64 one
+    gives for its BGR copy, within float32 rounding, as one C-contiguous 1x3xHxW array, at every
+    size limit, with PP-OCR's mean and std or ImageNet's (one for each channel)."""
     from rapidocr.ch_ppocr_det.utils import DetPreProcess
 
     from streampii.detectors.text import float32_input
 
     det = detector._ocr._load_det_model()
     image = cv2.imread(str(shared_data / "images" / "easyocr_french.jpg"))
-    for limit_type, side in (("min", 736), ("max", 960), ("max", 320)):
-        prep = DetPreProcess(side, limit_type, det.mean, det.std)
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    norms = ((det.mean, det.std), ([0.406, 0.456, 0.485], [0.225, 0.224, 0.229]))  # BGR order, as rapidocr's
+    for (limit_type, side), (mean, std) in itertools.product((("min", 736), ("max", 960), ("max", 320)), norms):
+        prep = DetPreProcess(side, limit_type, mean, std)
         theirs = prep(image)
-        ours = float32_input(prep)(image)
+        ours = float32_input(prep)(rgb)
         assert ours.dtype == np.float32 and ours.flags.c_contiguous and ours.shape == theirs.shape
         assert np.abs(ours - theirs).max() < 1e-5
 
