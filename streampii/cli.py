@@ -43,7 +43,15 @@ from streampii.cli_options import (
 )
 from streampii.errors import AnalyzerError, InputError
 from streampii.gate import GateOptions
-from streampii.pipeline import DEFAULT_MODEL, RunResult, WatchOptions, default_batch_size, output_stem, watch
+from streampii.pipeline import (
+    DEFAULT_MODEL,
+    RunResult,
+    WatchOptions,
+    default_batch_size,
+    output_stem,
+    stage_models,
+    watch,
+)
 from streampii.redactor import RedactOptions
 from streampii.rtsp import LiveOptions, StopFlag, is_live, stop_on_signals
 from streampii.sampler import SamplerOptions
@@ -218,6 +226,7 @@ def watch_command(
         options = replace(options, decode_workers=default_workers(jobs))
     outcomes: dict[int, RunResult | InputError] = {}
     json_lock = threading.Lock()
+    models = stage_models(options)  # detectors and gates built once, not for every input
 
     def run_one(n: int, source: str, bar: Progress) -> None:
         if stop.is_set():
@@ -227,7 +236,7 @@ def watch_command(
         try:
             with shared.attached() if shared else nullcontext():
                 outcomes[n] = _watch_one(source, options, analyzers, note, stems[source], json_out, json_lock, bar,
-                                         stop=stop, state=state, live=live)  # fmt: skip
+                                         stop=stop, state=state, live=live, models=models)  # fmt: skip
         except InputError as exc:
             outcomes[n] = exc
             _error(str(exc))

@@ -196,11 +196,11 @@ class Gate:
         else:
             # given detectors run in the order given: put the cheapest first
             self._slots = [_Slot(getattr(d, "name", type(d).__name__), lambda d=d: d, d) for d in detectors]
-        self.times = StageTimes()
         self.reset()
 
     def reset(self) -> None:
-        """Forget the stream (a new input starts); built detectors are kept."""
+        """Forget the stream, its counts and times (a new input starts); built detectors are kept."""
+        self.times = StageTimes()
         self._small: dict[int, np.ndarray] = {}  # frame index -> small_gray copy (last frame seen only)
         self._motion: dict[int, float | None] = {}  # frame index -> changed fraction vs the frame before
         self._found: dict[tuple[int, int], str | None] = {}  # (frame index, slot) -> reason or None

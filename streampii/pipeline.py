@@ -22,10 +22,12 @@ from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
 from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch only with a model
 from streampii.chunks import can_split, default_workers, sample_in_chunks
+from streampii.detectors import Detector
 from streampii.errors import InputError
 from streampii.events import Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
-from streampii.redactor import RedactOptions, Redactor
+from streampii.lending import Lender
+from streampii.redactor import RedactOptions, Redactor, build_detectors
 from streampii.rtsp import LiveOptions, LiveSource, is_live
 from streampii.sampler import Frame, SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
@@ -148,14 +150,67 @@ def watch(
     live: LiveOptions | None = None,
     extra: dict | None = None,
     wall_start: float | None = None,
+    models: Lender[StageModels] | None = None,
 ) -> RunResult:
     """Analyse one input and write its event log and manifest into ``options.out``.
 
     Raises ``InputError`` when the input cannot be opened at all (nothing is written then).
     ``state``: resume where a killed run stopped. ``live``: options for rtsp:// sources.
     ``extra``: keys every event carries (segment name). ``wall_start``: UNIX time of t = 0,
-    so events get wall-clock times (live sources always have them).
+    so events get wall-clock times (live sources always have them). ``models``: the detectors
+    and gates of a command's inputs (``stage_models(options)``), reused from input to input
+    (None: this input builds its own).
     """
+    with (models or stage_models(options)).lend() as kit:
+        return _watch(
+            source, options, analyzers, kit, analyzer_note=analyzer_note, stem=stem, on_progress=on_progress,
+            on_event=on_event, stop=stop, state=state, live=live, extra=extra, wall_start=wall_start,
+        )  # fmt: skip
+
+
+class StageModels:
+    """An input's models besides the VLM: the redactor's detectors and the gate, each built
+    when an input first needs it and kept for the next input (``stage_models``)."""
+
+    def __init__(self, options: WatchOptions) -> None:
+        self.options = options
+        self._detectors: list[tuple[Detector, float]] | None = None
+        self._gate: Gate | None = None
+
+    def detectors(self) -> list[tuple[Detector, float]]:
+        if self._detectors is None:
+            self._detectors = build_detectors(self.options.redact)
+        return self._detectors
+
+    def gate(self) -> Gate:
+        if self._gate is None:
+            self._gate = Gate(self.options.gate)
+        else:
+            self._gate.reset()  # a new input: its own frames, counts and times
+        return self._gate
+
+
+def stage_models(options: WatchOptions) -> Lender[StageModels]:
+    """The detectors and gates of a command's inputs, each built once (see ``streampii.lending``)."""
+    return Lender(lambda: StageModels(options))
+
+
+def _watch(
+    source: str,
+    options: WatchOptions,
+    analyzers: Sequence[Analyzer],
+    kit: StageModels,
+    *,
+    analyzer_note: str | None,
+    stem: str | None,
+    on_progress: Callable[[Progress], None] | None,
+    on_event: Callable[[dict], None] | None,
+    stop: threading.Event | None,
+    state: RunState | None,
+    live: LiveOptions | None,
+    extra: dict | None,
+    wall_start: float | None,
+) -> RunResult:
     started = time.time()
     # OpenCV's own pool splits each call across a worker that then spins for more: on the small
     # pictures here that cost up to twice the CPU, on a thread no stage timer sees (a 3-minute
@@ -172,7 +227,9 @@ def watch(
         source_ = _Source(camera.frames, camera.wall_clock, camera, None)
         if options.detectors_alone:  # frames the detectors fall behind on are dropped, as for a slow VLM
             try:
-                source_.redactor = Redactor(info, None, options.redact, on_event=source_.detector_events.append)
+                source_.redactor = Redactor(
+                    info, None, options.redact, on_event=source_.detector_events.append, detectors=kit.detectors()
+                )
             except BaseException:
                 camera.close()
                 raise
@@ -199,6 +256,7 @@ def watch(
                     options.redact,
                     audio_source=source if info.has_audio else None,
                     on_event=source_.detector_events.append,
+                    detectors=kit.detectors(),
                 )
             except BaseException:
                 container.close()
@@ -218,6 +276,7 @@ def watch(
             started,
             state,
             extra,
+            kit,
         )
     finally:
         source_.close()
@@ -286,8 +345,9 @@ def _run(
     on_event,
     stop,
     started,
-    state: RunState | None = None,
-    extra: dict | None = None,
+    state: RunState | None,
+    extra: dict | None,
+    kit: StageModels,
 ) -> RunResult:
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
@@ -344,7 +404,7 @@ def _run(
     windows = sliding_windows(frames, options.windows, fps)
     step = options.windows.frame_counts(fps)[1]
     # the gate spares the VLM idle windows; with no VLM there is nothing to spare
-    gate = Gate(options.gate) if analyzers and options.gate.mode != "off" else None
+    gate = kit.gate() if analyzers and options.gate.mode != "off" else None
     if gate is not None:
         timer.gate = gate
         manifest.extra["gate"] = lambda: {
@@ -641,4 +701,14 @@ def _iso(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-__all__ = ["DEFAULT_MODEL", "InputError", "Progress", "RunResult", "WatchOptions", "output_stem", "watch"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "InputError",
+    "Progress",
+    "RunResult",
+    "StageModels",
+    "WatchOptions",
+    "output_stem",
+    "stage_models",
+    "watch",
+]

@@ -24,7 +24,7 @@ import typer
 
 from streampii import cli_options as opts
 from streampii.errors import InputError
-from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size
+from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, stage_models
 from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES
 
@@ -243,6 +243,7 @@ def segments_command(
         batch = default_batch_size(cli._analyzer_device(analyzers), live=False, blur=blur)
         options = cli._with_batch_size(options, analyzers, batch)
     stop = StopFlag()
+    models = stage_models(options)  # detectors and gates built once, not for every segment
     with RunState(out_dir) as state, stop_on_signals(stop):
 
         def key(segment: Segment) -> str:
@@ -263,6 +264,7 @@ def segments_command(
                     state=state,
                     extra=segment.extra(),
                     wall_start=segment.start,
+                    models=models,
                 )
             except InputError as exc:
                 state.mark(key(segment), "failed", exc.reason)  # a broken file is reported once, not every run

@@ -13,7 +13,7 @@ from videos import write_video
 
 from streampii.analyzers import WindowResult
 from streampii.gate import GateOptions
-from streampii.pipeline import WatchOptions, watch
+from streampii.pipeline import WatchOptions, stage_models, watch
 from streampii.windows import Window, WindowOptions
 
 ACTIVE = (12.0, 16.0)  # seconds in which a figure crosses the scene
@@ -89,3 +89,21 @@ def test_skipped_windows_do_not_pile_up_behind_a_batch() -> None:
     assert max(len(b) for b in batches) <= 16 and sum(len(b) for b in batches) == 34
     assert [d.analyze for b in batches for _, d in b] == [c == "A" for c in "A" + "S" * 30 + "AAA"]
     assert [len(b) for b in _batches(decided("AAAA" + "AAAA"), 4)] == [4, 4]
+
+
+def test_inputs_that_share_a_gate_count_their_own_windows(corridor: Path, tmp_path: Path) -> None:
+    """A command's inputs reuse one gate, with its detectors (``stage_models``): each input's
+    manifest still counts its own windows and detector runs, from nothing."""
+    options = WatchOptions(out=tmp_path, windows=WindowOptions(window=4, stride=2), gate=GateOptions(mode="detect"))
+    models = stage_models(options)
+    manifests = []
+    for n in range(2):
+        analyzer = CountingAnalyzer()
+        result = watch(str(corridor), options, [analyzer], stem=f"corridor{n}", models=models)
+        assert result.state == "complete"
+        manifests.append(json.loads((tmp_path / f"corridor{n}.manifest.json").read_text()))
+    assert models.built == 1
+    first, second = manifests
+    assert first["gate"]["detector_runs"] > 0
+    assert first["gate"] == second["gate"] and first["counts"] == second["counts"]
+    assert [r["status"] for r in first["windows"]] == [r["status"] for r in second["windows"]]
