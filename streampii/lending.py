@@ -5,8 +5,9 @@ gate's (with ``--gate detect``): ONNX sessions that take 0.12-0.24 s of CPU a se
 the first, with the imports), and a fresh session's first 720p run takes about 0.1 s more. Built
 anew for every input, as they were, a service working through short segments paid that for each
 (twelve 5-s segments with ``--blur``: 0.4 CPU s a segment). The VLM is loaded once by the
-command already; these now are too, the first time an input needs them. Inputs side by side (``--jobs``) each borrow their own: PP-OCR's detector
-sets its input size on its rapidocr objects for every call, and a gate holds its input's frames.
+command already; these now are too, the first time an input needs them. Inputs side by side
+(``--jobs``) each borrow their own: PP-OCR's detector sets its input size on its rapidocr objects
+for every call, and a gate holds its input's frames.
 """
 
 from __future__ import annotations
