@@ -172,19 +172,19 @@ class StageModels:
     """An input's models besides the VLM: the redactor's detectors and the gate, each built
     when an input first needs it and kept for the next input (``stage_models``)."""
 
-    def __init__(self, options: WatchOptions) -> None:
-        self.options = options
+    def __init__(self, redact: RedactOptions, gate: GateOptions) -> None:
+        self.redact, self.gate_options = redact, gate
         self._detectors: list[tuple[Detector, float]] | None = None
         self._gate: Gate | None = None
 
     def detectors(self) -> list[tuple[Detector, float]]:
         if self._detectors is None:
-            self._detectors = build_detectors(self.options.redact)
+            self._detectors = build_detectors(self.redact)
         return self._detectors
 
     def gate(self) -> Gate:
         if self._gate is None:
-            self._gate = Gate(self.options.gate)
+            self._gate = Gate(self.gate_options)
         else:
             self._gate.reset()  # a new input: its own frames, counts and times
         return self._gate
@@ -192,7 +192,7 @@ class StageModels:
 
 def stage_models(options: WatchOptions) -> Lender[StageModels]:
     """The detectors and gates of a command's inputs, each built once (see ``streampii.lending``)."""
-    return Lender(lambda: StageModels(options))
+    return Lender(lambda: StageModels(options.redact, options.gate))
 
 
 def _watch(

@@ -113,3 +113,25 @@ def test_onnxruntime_sessions_do_not_spin(detector):
     for model in (detector._ocr._load_det_model(), detector._ocr._load_rec_model()):
         options = model.session.session.get_session_options()
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_skipping_the_corners_of_specks_keeps_rapidocrs_boxes(detector, shared_data):
+    """``quick_mini_boxes`` drops what rapidocr's DB post-processing would drop, no more: the same
+    boxes with and without it, on a sign and on a textured, noisy scene full of specks."""
+    det = detector._ocr._load_det_model()
+    rng = np.random.default_rng(0)
+    texture = cv2.resize(rng.uniform(50, 200, (12, 20, 3)).astype(np.float32), (1280, 720))
+    noisy = np.clip(texture + rng.normal(0, 8, texture.shape), 0, 255).astype(np.uint8)
+    sign = cv2.imread(str(shared_data / "images" / "easyocr_french.jpg"))
+    quick = det.postprocess_op.get_mini_boxes
+    for image in (sign, noisy):
+        ours = det(image)
+        det.postprocess_op.get_mini_boxes = type(det.postprocess_op).get_mini_boxes.__get__(det.postprocess_op)
+        try:
+            theirs = det(image)
+        finally:
+            det.postprocess_op.get_mini_boxes = quick
+        assert (ours.boxes is None) == (theirs.boxes is None)
+        if theirs.boxes is not None:
+            np.testing.assert_array_equal(ours.boxes, theirs.boxes)
+            assert ours.scores == theirs.scores
