@@ -254,8 +254,8 @@ def test_opencv_works_on_the_calling_thread(walk, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("command", "jobs"), [("watch", 1), ("watch", 2), ("segments", 1)])
 def test_a_commands_inputs_share_their_detectors(walk, tmp_path: Path, monkeypatch, command: str, jobs: int) -> None:
     """The detectors are built once for a command's inputs (a set for each input running at once),
-    not for every input: a service working through one-minute segments paid a build, 0.24 s of
-    CPU, every minute. Reused, they find what fresh ones find."""
+    not for every input: a service working through short segments paid about 0.4 CPU s a segment
+    for new ones. Reused, they find what fresh ones find."""
     import shutil
 
     from typer.testing import CliRunner
