@@ -102,17 +102,14 @@ class RedactReport:
     times: StageTimes = field(default_factory=StageTimes)  # convert, detect, mask, encode (H.264 + mux)
 
     def summary(self) -> dict:
-        """Facts for the manifest."""
+        """Facts for the manifest: the detectors' (``detection_summary``) and the video's."""
         return {
             "path": self.path.name if self.path else None,
             "clips": [{"path": p.name, "start": round(a, 3), "end": round(b, 3)} for p, a, b in self.clips],
-            "frames_decoded": self.frames,
+            **self.detection_summary(),
             "frames_written": self.frames_written,
             "frames_masked": self.frames_masked,
-            "detector_runs": dict(self.detections),
-            "detector_reuses": dict(self.reused),
             "audio_streams": self.audio_streams,
-            "tracks": len(self.events),
             "seconds": round(self.seconds, 3),
         }
 
