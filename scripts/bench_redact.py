@@ -484,7 +484,10 @@ def print_speed(results: list) -> None:
     print(row(["total", *speed_cells(*sums)], widths))
     for stem, _, o, _, _ in results:
         rep = o["report"]
-        print(f"  {stem[:26]}: {rep.frames} frames, detector runs {rep.detections}, {rep.frames_masked} frames masked")
+        print(
+            f"  {stem[:26]}: {rep.frames} frames, detector runs {rep.detections} (on changed regions alone "
+            f"{dict(rep.regions)}), {rep.frames_masked} frames masked"
+        )
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"  deface backend: {results[0][1]['backend']}; target wall x >= 2; load average at the end: {load}")
 

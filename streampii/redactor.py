@@ -25,6 +25,7 @@ from streampii.detectors import Detections, Detector, parse_detect
 from streampii.detectors.hints import hint_detections
 from streampii.events import Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
+from streampii.regions import Rect, changed_regions, inside, refresh
 from streampii.source import (
     PLANAR_420,
     DecodedFrame,
@@ -67,6 +68,11 @@ class RedactOptions:
     # A still picture where a detector found nothing is looked at this often instead of every
     # interval: below `margin`, so the mask's lead-in still covers the first frames of a newcomer.
     idle_interval: float = 0.3
+    # When part of the picture changed since a detector's last look, a detector that takes crops
+    # (CenterFace) looks at the changed parts alone, with context around them, while they cover at
+    # most this fraction of the frame; its boxes elsewhere hold (0: always the whole frame).
+    # A run on the whole frame still comes at least every `static_max_age` seconds.
+    region_max: float = 0.5
     # Frames wait at most this many seconds for the VLM's boxes (one 8-s window and some decode
     # ahead fit): memory stays bounded, a 1080p frame being 3 MB, whatever --batch-size is.
     max_hold: float = 12.0
@@ -77,7 +83,7 @@ class RedactOptions:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.shape not in SHAPES:
             raise ValueError(f"--mask-shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
-        for name in ("detect_interval", "text_interval", "margin", "padding", "idle_interval"):
+        for name in ("detect_interval", "text_interval", "margin", "padding", "idle_interval", "region_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.mask_scale <= 0:
@@ -96,6 +102,7 @@ class RedactReport:
     frames_masked: int = 0
     detections: dict[str, int] = field(default_factory=dict)  # frames each detector ran on
     reused: Counter = field(default_factory=Counter)  # frames where a detector's last boxes were reused
+    regions: Counter = field(default_factory=Counter)  # of its runs, those on the changed parts of the frame alone
     audio_streams: int = 0
     seconds: float = 0.0
     decode: DecodeReport | None = None
@@ -119,6 +126,7 @@ class RedactReport:
             "frames_decoded": self.frames,
             "detector_runs": dict(self.detections),
             "detector_reuses": dict(self.reused),
+            "detector_region_runs": dict(self.regions),
             "tracks": len(self.events),
         }
 
@@ -233,6 +241,8 @@ class Redactor:
         self.output = _Output(out_path and Path(out_path), info, options, audio_source, self.report)
         self.hold_until: float | None = None  # frames at or past this time wait for the VLM
         self._due = [float("-inf")] * len(self.detectors)
+        # per detector: (time of its last run on the whole frame, the picture it has seen as a thumbnail
+        # (block by block: looks at changed regions refresh theirs), its boxes), or None
         self._last_run: list[tuple[float, np.ndarray | None, Detections] | None] = [None] * len(self.detectors)
         self._buffer: deque[DecodedFrame] = deque()
         self._hints: deque = deque()
@@ -257,18 +267,20 @@ class Redactor:
                 waiting.append(i)
                 continue
             self._due[i] = t
+            rects = None
             if self.options.static_threshold:
                 if thumb is None:
                     with self.report.times.stage("convert"):
                         thumb = _thumbnail(decoded)
                 if self._still(i, t, thumb):
                     continue
+                rects = self._regions(i, t, thumb, decoded)
             if hasattr(detector, "detect_planes"):  # a model that takes planes: no packed copy for it
                 if planes is None:
                     with self.report.times.stage("convert"):
                         planes = upright_planes(decoded)
                 with self.report.times.stage("detect"):
-                    found = detector.detect_planes(planes)
+                    found = self._in_regions(i, planes, rects) if rects else detector.detect_planes(planes)
             else:
                 if image is None:
                     with self.report.times.stage("convert"):
@@ -277,7 +289,13 @@ class Redactor:
                     found = detector.detect(image)
             self.tracker.update(t, found, link_gap=self.gaps[i])
             self.report.detections[detector.name] += 1
-            self._last_run[i] = (t, thumb, found)
+            if rects:
+                self.report.regions[detector.name] += 1
+                last = self._last_run[i]
+                size = (decoded.frame.width, decoded.frame.height)
+                self._last_run[i] = (last[0], refresh(last[1], thumb, rects, size), found)
+            else:
+                self._last_run[i] = (t, thumb, found)
         if thumb is not None:
             # A thumbnail taken for one detector serves the others too: one that found nothing and
             # sees the same picture takes this frame as its look, early. Detectors looking at
@@ -290,6 +308,31 @@ class Redactor:
                     self._still(i, t, thumb)
         self._buffer.append(decoded)
         self._render_ready()
+
+    def _regions(self, i: int, t: float, thumb: np.ndarray, decoded: DecodedFrame) -> list[Rect] | None:
+        """The parts of the frame that changed since detector ``i`` last looked, when it takes crops
+        and they are small enough to look at alone; None: the whole frame."""
+        last = self._last_run[i]
+        if last is None or last[1] is None or decoded.rotation or t - last[0] > self.options.static_max_age:
+            return None  # (the thumbnail is of the stored frame, the boxes of the upright one)
+        if not getattr(self.detectors[i][0], "takes_crops", False):
+            return None
+        size = (decoded.frame.width, decoded.frame.height)
+        threshold = self.options.static_threshold
+        return changed_regions(last[1], thumb, threshold, size, last[2].boxes, max_fraction=self.options.region_max)
+
+    def _in_regions(self, i: int, planes: Sequence[np.ndarray], rects: list[Rect]) -> Detections:
+        """Detector ``i``'s boxes after looking at ``rects`` alone: its last boxes outside them
+        (their pixels did not change), and what it finds inside."""
+        detector, last = self.detectors[i][0], self._last_run[i][2]
+        parts = [last[~inside(last.boxes, rects)]]
+        for x0, y0, x1, y1 in rects:
+            found = detector.detect_planes([plane[y0:y1, x0:x1] for plane in planes])
+            found.boxes += np.array([x0, y0, x0, y0], np.float32)
+            parts.append(found)
+        merged = Detections.merge(parts)
+        merged.detector = detector.name
+        return merged
 
     def _still(self, i: int, t: float, thumb: np.ndarray) -> bool:
         """Detector ``i`` sees the picture of its last run: its boxes hold at ``t`` (and when it

@@ -299,3 +299,54 @@ def test_detectors_on_an_empty_still_picture_share_thumbnails_and_a_change_still
         assert runs[name][0] == 0.0  # the first look runs the detector
         first_after = min(t for t in runs[name] if t >= after - 1e-6)
         assert first_after <= after + interval + 1e-6, (name, runs[name])
+
+
+def test_where_part_of_the_picture_changes_only_that_part_is_looked_at_and_every_face_stays_masked(tmp_path):
+    """A face sits still while a grey square crosses the bottom of the frame, and a second face
+    appears in the square's path: CenterFace looks at the changed parts alone (with context), the
+    still face keeps its boxes from the run before, and both faces are masked on every frame."""
+    import av
+
+    from tests.redact_clip import background, face_crop
+
+    face, fbox = face_crop()
+    fps, frames, arrive = 10, 40, 20
+    width, height = 640, 360
+    base = background(width, height)
+    still = (24, 24)
+    newcomer = (400, 150)
+    path = tmp_path / "part.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            image = base.copy()
+            image[still[1] : still[1] + 96, still[0] : still[0] + 96] = face
+            x = 160 + 8 * i
+            image[280:328, x : x + 48] = 128
+            if i >= arrive:
+                image[newcomer[1] : newcomer[1] + 96, newcomer[0] : newcomer[0] + 96] = face
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    out_path = tmp_path / "part.redacted.mp4"
+    options = RedactOptions(detect=("face",), detect_interval=0.1, crf=12)
+    report = redact_video(str(path), out_path, options)
+    # after the first look, nearly every run is on the changed parts alone
+    assert report.regions["centerface"] >= report.detections["centerface"] - 3, report
+    before, _ = decode_rgb(path)
+    after, _ = decode_rgb(out_path)
+    boxes = {
+        name: (x + fbox[0], y + fbox[1], x + fbox[2], y + fbox[3])
+        for name, (x, y) in {"still": still, "new": newcomer}.items()
+    }
+    for i in range(frames):
+        for name, box in boxes.items():
+            if name == "new" and i < arrive:
+                continue
+            assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), (
+                f"frame {i}: {name} face visible"
+            )
+    faces = [e for e in report.events if e.category == "face"]
+    assert len(faces) == 2, faces  # one track each: the still face's boxes held across the region runs

@@ -65,6 +65,12 @@ class FaceDetector:
         resized = image_rgb if (size_h, size_w) == (h, w) else cv2.resize(image_rgb, (size_w, size_h))
         return self._run(resized.transpose(2, 0, 1), h, w)
 
+    @property
+    def takes_crops(self) -> bool:
+        """Whether a crop of a picture may be looked at alone (``Redactor``'s changed regions): the
+        model is fully convolutional, and without ``max_side`` a crop keeps the picture's scale."""
+        return self.options.max_side is None
+
     def detect_planes(self, planes: Sequence[np.ndarray]) -> Detections:
         """Faces in a picture given as three uint8 HxW planes, R, G and B (rows contiguous).
 
