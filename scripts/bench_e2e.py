@@ -230,6 +230,7 @@ def main() -> int:
             "strict": strict,
             "forward": forward,
             "baseline": sorted(around)[len(around) // 2],
+            "redaction": manifest.get("redaction", {}),
         }
 
     decode_cpu = sorted(decodes)[len(decodes) // 2]
@@ -252,6 +253,12 @@ def main() -> int:
     for group in ("pipeline", "decoder", "other"):
         a, b = off["threads"][group] / per_min, on["threads"][group] / per_min
         print(f"{'  ' + group:28} {a:12.2f} {b:12.2f}")
+    for gate, row in rows.items():
+        red = row["redaction"]
+        print(
+            f"redactor, gate {gate}: detector runs {red.get('detector_runs')}, of them on changed regions alone "
+            f"{red.get('detector_region_runs')}, reuses of a still picture's boxes {red.get('detector_reuses')}"
+        )
     print()
     print(
         f"plain PyAV decode, median of {len(decodes)} ({min(decodes):.1f} to {max(decodes):.1f}): "

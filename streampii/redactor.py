@@ -1,7 +1,9 @@
 """Redactor: the input with its PII masked on every frame, as ``<stem>.redacted.mp4``.
 
 Detectors run on some frames (every ``detect_interval`` seconds by timestamp); tracks carry
-their boxes to every frame in between and ``margin`` seconds beyond. A frame is masked and
+their boxes to every frame in between and ``margin`` seconds beyond. A detector's boxes are
+reused while the picture stands still, and where only part of it changed, a detector that takes
+crops looks at that part alone (``streampii.regions``). A frame is masked and
 written only once detection has looked ``margin`` + interval past it, so no later detection
 could still add a box to it: memory holds that look-ahead of frames, whatever the input's length.
 The output keeps the input's size (upright), frame count and timestamps; audio is copied.

@@ -69,7 +69,8 @@ class Detector(Protocol):
 
     # A detector may also offer ``detect_planes(planes)``, the same picture as three uint8 HxW
     # planes R, G, B: the redactor then hands it planes (cheaper to convert to, and to cast from
-    # for a model that takes planes).
+    # for a model that takes planes). One whose ``takes_crops`` is true is handed crops of the
+    # planes where only part of the picture changed (``streampii.regions``).
 
 
 def parse_detect(spec: str | Sequence[str]) -> tuple[str, ...]:
