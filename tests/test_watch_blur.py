@@ -60,6 +60,7 @@ def test_without_a_vlm_the_detectors_alone_log_faces_and_plates(walk, tmp_path: 
     ]
     detectors = manifest["detectors"]
     assert detectors["frames_decoded"] == walk.frames and detectors["detector_runs"]["centerface"] > 0
+    assert set(detectors["detector_region_runs"]) <= {"centerface"}  # PP-OCR reads whole frames
     for event in events:
         jsonschema.validate(event, event_schema())
     assert {e["category"] for e in events} >= {"face", "license_plate"}
