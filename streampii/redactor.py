@@ -276,7 +276,8 @@ class Redactor:
                         thumb = _thumbnail(decoded)
                 if self._still(i, t, thumb):
                     continue
-                rects = self._regions(i, t, thumb, decoded)
+                size = (decoded.frame.width, decoded.frame.height)  # (only frames that changed get here)
+                rects = self._regions(i, t, thumb, decoded.rotation, size)
             if hasattr(detector, "detect_planes"):  # a model that takes planes: no packed copy for it
                 if planes is None:
                     with self.report.times.stage("convert"):
@@ -294,7 +295,6 @@ class Redactor:
             if rects:
                 self.report.regions[detector.name] += 1
                 last = self._last_run[i]
-                size = (decoded.frame.width, decoded.frame.height)
                 self._last_run[i] = (last[0], refresh(last[1], thumb, rects, size), found)
             else:
                 self._last_run[i] = (t, thumb, found)
@@ -311,15 +311,15 @@ class Redactor:
         self._buffer.append(decoded)
         self._render_ready()
 
-    def _regions(self, i: int, t: float, thumb: np.ndarray, decoded: DecodedFrame) -> list[Rect] | None:
-        """The parts of the frame that changed since detector ``i`` last looked, when it takes crops
-        and they are small enough to look at alone; None: the whole frame."""
+    def _regions(self, i: int, t: float, thumb: np.ndarray, rotation: int, size: tuple[int, int]) -> list[Rect] | None:
+        """The parts of the ``size`` frame that changed since detector ``i`` last looked, when it
+        takes crops of planes and they are small enough to look at alone; None: the whole frame."""
         last = self._last_run[i]
-        if last is None or last[1] is None or decoded.rotation or t - last[0] > self.options.static_max_age:
+        if last is None or last[1] is None or rotation or t - last[0] > self.options.static_max_age:
             return None  # (the thumbnail is of the stored frame, the boxes of the upright one)
-        if not getattr(self.detectors[i][0], "takes_crops", False):
-            return None
-        size = (decoded.frame.width, decoded.frame.height)
+        detector = self.detectors[i][0]
+        if not (getattr(detector, "takes_crops", False) and hasattr(detector, "detect_planes")):
+            return None  # (crops are cut from planes: push runs a packed-RGB detector on the whole frame)
         threshold = self.options.static_threshold
         return changed_regions(last[1], thumb, threshold, size, last[2].boxes, max_fraction=self.options.region_max)
 
