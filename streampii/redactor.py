@@ -71,7 +71,7 @@ class RedactOptions:
     # interval: below `margin`, so the mask's lead-in still covers the first frames of a newcomer.
     idle_interval: float = 0.3
     # When part of the picture changed since a detector's last look, a detector that takes crops
-    # (CenterFace) looks at the changed parts alone, with context around them, while they cover at
+    # (CenterFace, PP-OCR) looks at the changed parts alone, with context around them, while they cover at
     # most this fraction of the frame; its boxes elsewhere hold (0: always the whole frame).
     # A run on the whole frame still comes at least every `static_max_age` seconds.
     region_max: float = 0.5
@@ -283,7 +283,7 @@ class Redactor:
                     with self.report.times.stage("convert"):
                         planes = upright_planes(decoded)
                 with self.report.times.stage("detect"):
-                    found = self._in_regions(i, planes, rects) if rects else detector.detect_planes(planes)
+                    found = self._in_regions(i, planes, rects, size) if rects else detector.detect_planes(planes)
             else:
                 if image is None:
                     with self.report.times.stage("convert"):
@@ -323,13 +323,13 @@ class Redactor:
         threshold = self.options.static_threshold
         return changed_regions(last[1], thumb, threshold, size, last[2].boxes, max_fraction=self.options.region_max)
 
-    def _in_regions(self, i: int, planes: Sequence[np.ndarray], rects: list[Rect]) -> Detections:
-        """Detector ``i``'s boxes after looking at ``rects`` alone: its last boxes outside them
-        (their pixels did not change), and what it finds inside."""
+    def _in_regions(self, i: int, planes: Sequence[np.ndarray], rects: list[Rect], size: tuple[int, int]) -> Detections:
+        """Detector ``i``'s boxes after looking at ``rects`` of the ``size`` frame alone: its last
+        boxes outside them (their pixels did not change), and what it finds inside."""
         detector, last = self.detectors[i][0], self._last_run[i][2]
         parts = [last[~inside(last.boxes, rects)]]
         for x0, y0, x1, y1 in rects:
-            found = detector.detect_planes([plane[y0:y1, x0:x1] for plane in planes])
+            found = detector.detect_planes([plane[y0:y1, x0:x1] for plane in planes], frame_size=size)
             found.boxes += np.array([x0, y0, x0, y0], np.float32)
             parts.append(found)
         merged = Detections.merge(parts)

@@ -7,7 +7,9 @@ convolutional, so a face in a crop with some context around it scores as in the 
 400x280 crop of a 720p frame costs a ninth of a full run.
 
 Everything is decided on the redactor's thumbnails (grey, each pixel the mean of a block of the
-frame), compared with the same threshold as its still-picture test.
+frame), compared with the same threshold as its still-picture test. PP-OCR reads a crop at the
+frame's scale (its input size otherwise follows the picture's), so its lines are found as in
+the frame (``TextDetector.detect``'s ``frame_size``).
 """
 
 from __future__ import annotations

@@ -135,3 +135,56 @@ def test_skipping_the_corners_of_specks_keeps_rapidocrs_boxes(detector, shared_d
         if theirs.boxes is not None:
             np.testing.assert_array_equal(ours.boxes, theirs.boxes)
             assert ours.scores == theirs.scores
+
+
+def _covered(box: np.ndarray, boxes: np.ndarray) -> float:
+    """The largest fraction of ``box``'s area that one of ``boxes`` covers."""
+    ix = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    return float((ix * iy).max() / ((box[2] - box[0]) * (box[3] - box[1]))) if len(boxes) else 0.0
+
+
+def test_a_crop_is_read_at_the_frames_scale_and_finds_the_frames_lines(detector, shared_data):
+    """The redactor reads changed regions alone: a crop around each line the whole picture reads,
+    with 64 px of context and the frame's size given, finds a box over that line and reads the
+    same words; its detection input is the crop at the frame's scale, also where rapidocr shrinks
+    a large frame before detecting; and its lines may be as tall as the frame allows, not the crop."""
+    image = cv2.cvtColor(cv2.imread(str(shared_data / "images" / "easyocr_french.jpg")), cv2.COLOR_BGR2RGB)
+    height, width = image.shape[:2]
+    whole = detector.detect(image)
+    lines = [(box, value) for box, value in zip(whole.boxes, whole.values, strict=True) if value and len(value) >= 7]
+    assert len(lines) >= 5
+    for box, value in lines:
+        x0, y0 = max(0, int(box[0]) - 64), max(0, int(box[1]) - 64)
+        x1, y1 = min(width, int(box[2]) + 64), min(height, int(box[3]) + 64)
+        planes = [np.ascontiguousarray(plane[y0:y1, x0:x1]) for plane in cv2.split(image)]
+        found = detector.detect_planes(planes, frame_size=(width, height))
+        found.boxes += np.array([x0, y0, x0, y0], np.float32)
+        assert _covered(box, found.boxes) >= 0.9, (value, found.boxes, box)
+        assert value in found.values, (value, found.values)
+
+    tall = next(box for box, value in lines if value == "Musée du LOUVRE")  # about 54 px of a 1024-px frame
+    crop = np.ascontiguousarray(image[int(tall[1]) - 20 : int(tall[3]) + 20, int(tall[0]) - 20 : int(tall[2]) + 20])
+    assert "Musée du LOUVRE" in detector.detect(crop, frame_size=(width, height)).values
+    assert "Musée du LOUVRE" not in detector.detect(crop).values  # alone, the line is too tall for the crop
+
+    det, shapes = detector._det, []
+    run = det.session
+
+    def record(blob):
+        shapes.append(blob.shape[2:])
+        return run(blob)
+
+    det.session = record
+    try:
+        for k in (1, 4):  # 4x: 4096 px, which rapidocr shrinks to 2000 before it detects
+            frame = cv2.resize(image, (width * k, height * k)) if k > 1 else image
+            detector.detect(frame)
+            cut = np.ascontiguousarray(frame[300 * k : 500 * k, 100 * k : 500 * k])
+            detector.detect(cut, frame_size=(width * k, height * k))
+    finally:
+        det.session = run
+    scale = 960 / 1024  # the frame: its shorter side to 736 would make the longer exceed 960
+    for (frame_h, frame_w), (crop_h, crop_w) in (shapes[0:2], shapes[2:4]):
+        assert (frame_h, frame_w) == (960, 640)
+        assert (crop_h, crop_w) == (round(200 * scale / 32) * 32, round(400 * scale / 32) * 32)

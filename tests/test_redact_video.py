@@ -350,3 +350,47 @@ def test_where_part_of_the_picture_changes_only_that_part_is_looked_at_and_every
             )
     faces = [e for e in report.events if e.category == "face"]
     assert len(faces) == 2, faces  # one track each: the still face's boxes held across the region runs
+
+
+def test_where_a_plate_moves_ppocr_reads_that_part_alone_and_every_plate_stays_masked(tmp_path):
+    """A parked car's plate sits still while another plate crosses the bottom of the frame: PP-OCR
+    reads the changed part alone (at the frame's scale), the parked plate keeps its box from the
+    run before, and both plates are masked on every frame, each one track."""
+    import av
+
+    from tests.redact_clip import background, plate_image
+
+    fps, frames = 10, 40
+    width, height = 640, 360
+    base = background(width, height)
+    parked, moving = plate_image("KA-4521-B"), plate_image("MZ-7730-T")
+    still = (30, 40)
+    path = tmp_path / "plates.mp4"
+    boxes = {}
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            image = base.copy()
+            image[still[1] : still[1] + parked.shape[0], still[0] : still[0] + parked.shape[1]] = parked
+            x, y = 40 + 8 * i, 280
+            image[y : y + moving.shape[0], x : x + moving.shape[1]] = moving
+            boxes[i] = {
+                "parked": (still[0], still[1], still[0] + parked.shape[1], still[1] + parked.shape[0]),
+                "moving": (x, y, x + moving.shape[1], y + moving.shape[0]),
+            }
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    out_path = tmp_path / "plates.redacted.mp4"
+    options = RedactOptions(detect=("plate",), text_interval=0.5, crf=12)
+    report = redact_video(str(path), out_path, options)
+    assert report.detections["ppocr"] >= 7 and report.regions["ppocr"] >= report.detections["ppocr"] - 1, report
+    before, _ = decode_rgb(path)
+    after, _ = decode_rgb(out_path)
+    for i in range(frames):
+        for name, box in boxes[i].items():
+            assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i}: {name} plate"
+    plates = sorted(e.value for e in report.events if e.category == "license_plate")
+    assert plates == ["KA-4521-B", "MZ-7730-T"], report.events  # one track each, read in the crops as well

@@ -67,10 +67,11 @@ class Detector(Protocol):
         """Boxes in ``image_rgb``'s own pixels (uint8 HxWx3 RGB, upright)."""
         ...
 
-    # A detector may also offer ``detect_planes(planes)``, the same picture as three uint8 HxW
-    # planes R, G, B: the redactor then hands it planes (cheaper to convert to, and to cast from
-    # for a model that takes planes). One whose ``takes_crops`` is true is handed crops of the
-    # planes where only part of the picture changed (``streampii.regions``).
+    # A detector may also offer ``detect_planes(planes, frame_size=None)``, the same picture as
+    # three uint8 HxW planes R, G, B: the redactor then hands it planes (cheaper to convert to, and
+    # to cast from for a model that takes planes). One whose ``takes_crops`` is true is handed crops
+    # of the planes where only part of the picture changed (``streampii.regions``), with the
+    # frame's (width, height) as ``frame_size``, so that it reads them as it reads the frame.
 
 
 def parse_detect(spec: str | Sequence[str]) -> tuple[str, ...]:

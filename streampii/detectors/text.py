@@ -50,6 +50,15 @@ def detection_size(height: int, width: int, side_len: int, max_side: int | None)
     return "min", side_len
 
 
+def detection_scale(height: int, width: int, side_len: int, max_side: int | None) -> float:
+    """The scale of PP-OCR's detection input against a picture of this size (rapidocr's resize with
+    ``detection_size``'s limits, before it rounds the sides to multiples of 32)."""
+    limit_type, limit = detection_size(height, width, side_len, max_side)
+    if limit_type == "max":
+        return min(1.0, limit / max(height, width, 1))
+    return max(1.0, limit / max(min(height, width), 1))
+
+
 def plate_like(text: str | None, box: np.ndarray | tuple, aspect: tuple[float, float] = (1.3, 8.0)) -> bool:
     """Does recognized ``text`` in ``box`` look like a license plate?
 
@@ -161,6 +170,9 @@ class LazyCrops(Sequence):
 
 class TextDetector:
     name = "ppocr"
+    # A crop of a frame may be read alone (the redactor's changed regions): given the frame's size,
+    # it is detected at the frame's scale and its lines are measured against the frame's height.
+    takes_crops = True
 
     def __init__(self, kinds: tuple[str, ...] = ("plate", "text"), options: TextOptions | None = None) -> None:
         from rapidocr import RapidOCR  # heavy import (omegaconf, models): only when text is asked for
@@ -191,14 +203,39 @@ class TextDetector:
         det = self._det
         det.limit_type, det.limit_side_len = detection_size(height, width, self.options.side_len, self.options.max_side)
 
-    def detect(self, image_rgb: np.ndarray) -> Detections:
+    def _size_crop(self, img: np.ndarray, crop: tuple[int, int], frame_size: tuple[int, int]) -> None:
+        """Limits that read ``img`` (a ``crop`` (height, width) of a ``frame_size`` (width, height)
+        frame, as rapidocr's preprocessing left it) at the scale the whole frame is read at."""
+        width, height = frame_size
+        bounded = min(1.0, self._ocr.max_side_len / max(width, height))  # rapidocr shrinks huge pictures first
+        scale = bounded * detection_scale(
+            round(height * bounded), round(width * bounded), self.options.side_len, self.options.max_side
+        )
+        h, w = img.shape[:2]
+        ratio = scale * crop[0] / h  # against img, which preprocessing may have scaled too
+        det = self._det
+        # rapidocr's "max" limit only shrinks and its "min" only enlarges: each gives `ratio` exactly
+        det.limit_type, det.limit_side_len = ("max", ratio * max(h, w)) if ratio <= 1 else ("min", ratio * min(h, w))
+
+    def detect_planes(self, planes: Sequence[np.ndarray], frame_size: tuple[int, int] | None = None) -> Detections:
+        """``detect`` of a picture given as three uint8 HxW planes R, G and B (the redactor's form,
+        in which it cuts crops of changed regions; merging them costs 0.15 ms at 720p)."""
+        return self.detect(cv2.merge(list(planes)), frame_size)
+
+    def detect(self, image_rgb: np.ndarray, frame_size: tuple[int, int] | None = None) -> Detections:
+        """Text and plates in a uint8 HxWx3 RGB picture. ``frame_size`` (width, height): the picture
+        is a crop of a frame that size, read at the frame's scale (PP-OCR's input size follows the
+        picture's) and with lines as tall as the frame allows (``max_line_height``)."""
         from rapidocr.main import RapidOCRError
         from rapidocr.utils.process_img import map_boxes_to_original
 
         # rapidocr takes OpenCV's BGR: the picture stays RGB, and the detection input and the crops
         # that are read swap the channels (float32_input, LazyCrops) instead of a copy of the frame
         img, record = self._ocr.preprocess_img(image_rgb)
-        self._size_detection(*img.shape[:2])
+        if frame_size is None:
+            self._size_detection(*img.shape[:2])
+        else:
+            self._size_crop(img, image_rgb.shape[:2], frame_size)
         det, _, _, crops = self._ocr.run_ocr_steps(img, record)  # boxes only: recognition below
         if det.boxes is None or len(det.boxes) == 0:
             return Detections(detector=self.name)
@@ -208,7 +245,8 @@ class TextDetector:
         # shorter side) is small next to the frame
         sides = np.linalg.norm(quads - np.roll(quads, -1, axis=1), axis=2)
         line_height = np.minimum(sides[:, 0] + sides[:, 2], sides[:, 1] + sides[:, 3]) / 2
-        keep = line_height <= self.options.max_line_height * min(image_rgb.shape[:2])
+        shorter = min(frame_size) if frame_size else min(image_rgb.shape[:2])
+        keep = line_height <= self.options.max_line_height * shorter
         if "text" not in self.kinds:  # only plates are kept: read only the boxes shaped like one
             aspect = (boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-6)
             keep &= (aspect >= self.options.plate_aspect[0]) & (aspect <= self.options.plate_aspect[1])
