@@ -62,11 +62,18 @@ class RedactOptions:
     clips: bool = False  # write only the stretches around masks, one file per stretch
     padding: float = 1.0  # seconds of video kept before and after each stretch (--clips)
     threads: int = 0  # onnxruntime threads per model, 0 = its default
-    # A detector's boxes are reused while the picture has not changed since its last run: no grey
+    # A detector's boxes are reused while the picture has not changed since its last look: no grey
     # level of a 1/8-size thumbnail moved by more than this (0: always detect). Static footage then
-    # costs almost no detection; at most `static_max_age` seconds pass between real runs.
+    # costs almost no detection.
     static_threshold: int = 12
+    # Yet at least every `static_max_age` seconds a detector looks again at every part of the
+    # picture that changed at all since its last look there (a block's mean moved by more than
+    # `faint_threshold`: a newcomer of low contrast), and at the whole frame at least every
+    # `whole_max_age` seconds. Codec and sensor noise move no block by that much (1-2 levels on
+    # the benchmark's clip), so a still scene needs no run in between.
     static_max_age: float = 5.0
+    faint_threshold: int = 3
+    whole_max_age: float = 60.0
     # A still picture where a detector found nothing is looked at this often instead of every
     # interval: below `margin`, so the mask's lead-in still covers the first frames of a newcomer.
     idle_interval: float = 0.3
@@ -85,7 +92,10 @@ class RedactOptions:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.shape not in SHAPES:
             raise ValueError(f"--mask-shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
-        for name in ("detect_interval", "text_interval", "margin", "padding", "idle_interval", "region_max"):
+        for name in (
+            *("detect_interval", "text_interval", "margin", "padding", "idle_interval", "region_max"),
+            *("static_threshold", "faint_threshold", "static_max_age", "whole_max_age"),
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
         if self.mask_scale <= 0:
@@ -243,9 +253,7 @@ class Redactor:
         self.output = _Output(out_path and Path(out_path), info, options, audio_source, self.report)
         self.hold_until: float | None = None  # frames at or past this time wait for the VLM
         self._due = [float("-inf")] * len(self.detectors)
-        # per detector: (time of its last run on the whole frame, the picture it has seen as a thumbnail
-        # (block by block: looks at changed regions refresh theirs), its boxes), or None
-        self._last_run: list[tuple[float, np.ndarray | None, Detections] | None] = [None] * len(self.detectors)
+        self._looks: list[_Look | None] = [None] * len(self.detectors)  # each detector's last look
         self._buffer: deque[DecodedFrame] = deque()
         self._hints: deque = deque()
         self._latest = float("-inf")
@@ -294,10 +302,12 @@ class Redactor:
             self.report.detections[detector.name] += 1
             if rects:
                 self.report.regions[detector.name] += 1
-                last = self._last_run[i]
-                self._last_run[i] = (last[0], refresh(last[1], thumb, rects, size), found)
+                look = self._looks[i]
+                if self._threshold(look, t)[1]:
+                    look.settled = t  # the rectangles held every block that changed at all
+                look.picture, look.found = refresh(look.picture, thumb, rects, size), found
             else:
-                self._last_run[i] = (t, thumb, found)
+                self._looks[i] = _Look(t, t, thumb, found)
         if thumb is not None:
             # A thumbnail taken for one detector serves the others too: one that found nothing and
             # sees the same picture takes this frame as its look, early. Detectors looking at
@@ -305,8 +315,8 @@ class Redactor:
             # instead of each taking its own. Early looks never delay a run: a changed picture
             # waits for its due look as before.
             for i in waiting:
-                last = self._last_run[i]
-                if last is not None and not len(last[2]):
+                look = self._looks[i]
+                if look is not None and not len(look.found):
                     self._still(i, t, thumb)
         self._buffer.append(decoded)
         self._render_ready()
@@ -314,19 +324,19 @@ class Redactor:
     def _regions(self, i: int, t: float, thumb: np.ndarray, rotation: int, size: tuple[int, int]) -> list[Rect] | None:
         """The parts of the ``size`` frame that changed since detector ``i`` last looked, when it
         takes crops of planes and they are small enough to look at alone; None: the whole frame."""
-        last = self._last_run[i]
-        if last is None or last[1] is None or rotation or t - last[0] > self.options.static_max_age:
+        look = self._looks[i]
+        if look is None or look.picture is None or rotation or t - look.whole > self.options.whole_max_age:
             return None  # (the thumbnail is of the stored frame, the boxes of the upright one)
         detector = self.detectors[i][0]
         if not (getattr(detector, "takes_crops", False) and hasattr(detector, "detect_planes")):
             return None  # (crops are cut from planes: push runs a packed-RGB detector on the whole frame)
-        threshold = self.options.static_threshold
-        return changed_regions(last[1], thumb, threshold, size, last[2].boxes, max_fraction=self.options.region_max)
+        threshold, boxes = self._threshold(look, t)[0], look.found.boxes
+        return changed_regions(look.picture, thumb, threshold, size, boxes, max_fraction=self.options.region_max)
 
     def _in_regions(self, i: int, planes: Sequence[np.ndarray], rects: list[Rect], size: tuple[int, int]) -> Detections:
         """Detector ``i``'s boxes after looking at ``rects`` of the ``size`` frame alone: its last
         boxes outside them (their pixels did not change), and what it finds inside."""
-        detector, last = self.detectors[i][0], self._last_run[i][2]
+        detector, last = self.detectors[i][0], self._looks[i].found
         parts = [last[~inside(last.boxes, rects)]]
         for x0, y0, x1, y1 in rects:
             found = detector.detect_planes([plane[y0:y1, x0:x1] for plane in planes], frame_size=size)
@@ -336,18 +346,28 @@ class Redactor:
         merged.detector = detector.name
         return merged
 
+    def _threshold(self, look: _Look, t: float) -> tuple[int, bool]:
+        """The grey-level change that counts at ``t``, and whether it is the faint one: past
+        ``static_max_age``, every block that changed at all since it was looked at is looked at."""
+        if t - look.settled > self.options.static_max_age:
+            return self.options.faint_threshold, True
+        return self.options.static_threshold, False
+
     def _still(self, i: int, t: float, thumb: np.ndarray) -> bool:
-        """Detector ``i`` sees the picture of its last run: its boxes hold at ``t`` (and when it
+        """Detector ``i`` sees the picture of its last look: its boxes hold at ``t`` (and when it
         found nothing, it looks again an idle interval later)."""
-        last = self._last_run[i]
-        if last is None or t - last[0] > self.options.static_max_age:
+        look = self._looks[i]
+        if look is None or t - look.whole > self.options.whole_max_age:
             return False
-        if not _unchanged(last[1], thumb, self.options.static_threshold):
+        threshold, faint = self._threshold(look, t)
+        if not _unchanged(look.picture, thumb, threshold):
             return False
+        if faint:
+            look.settled = t  # nothing changed at all since it looked: as good as a run
         detector, interval = self.detectors[i]
-        self.tracker.update(t, last[2], link_gap=self.gaps[i])
+        self.tracker.update(t, look.found, link_gap=self.gaps[i])
         self.report.reused[detector.name] += 1
-        if not len(last[2]):  # nothing there: look less often (never beyond the lead-in)
+        if not len(look.found):  # nothing there: look less often (never beyond the lead-in)
             self._due[i] = t + max(0.0, min(self.options.idle_interval, self.options.margin) - interval)
         return True
 
@@ -407,6 +427,16 @@ class Redactor:
         self.output.write(decoded, boxes)
         if self.on_progress is not None:
             self.on_progress(decoded.t, self.report.frames_written)
+
+
+@dataclass
+class _Look:
+    """What a detector last saw and found."""
+
+    whole: float  # time of its last run on the whole frame
+    settled: float  # by then, it had looked at every part of the picture that changed at all
+    picture: np.ndarray | None  # its thumbnail, block by block as last looked at (region runs refresh theirs)
+    found: Detections
 
 
 def _thumbnail(decoded: DecodedFrame) -> np.ndarray:

@@ -394,3 +394,64 @@ def test_where_a_plate_moves_ppocr_reads_that_part_alone_and_every_plate_stays_m
             assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i}: {name} plate"
     plates = sorted(e.value for e in report.events if e.category == "license_plate")
     assert plates == ["KA-4521-B", "MZ-7730-T"], report.events  # one track each, read in the crops as well
+
+
+def test_a_still_scene_needs_no_run_and_a_faint_change_is_looked_at_within_static_max_age(tmp_path):
+    """A still picture costs no detector run after the first; a faint patch (a block mean moving
+    by 8 grey levels, under the 12 that count at once) is looked at alone within
+    `static_max_age`, and the whole frame again after `whole_max_age`."""
+    import av
+
+    from streampii.detectors import Detections
+    from tests.redact_clip import background
+
+    current, runs = [0.0], []
+
+    class Looker:  # takes crops of planes, finds nothing; records when and what it looked at
+        name, kinds, takes_crops = "looker", ("face",), True
+
+        def detect(self, image):
+            raise AssertionError("a detector that takes planes is given planes")
+
+        def detect_planes(self, planes, frame_size=None):
+            runs.append((current[0], planes[0].shape, frame_size))
+            return Detections(detector=self.name)
+
+    fps, frames, patch = 10, 140, 20  # 14 s; a faint patch from 2 s on
+    width, height = 640, 360
+    still = background(width, height)
+    faint = still.copy()
+    faint[64:112, 160:208] = np.clip(faint[64:112, 160:208].astype(int) + 8, 0, 255).astype(np.uint8)
+    path = tmp_path / "faint.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "8", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(still if i < patch else faint, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+    def looks(whole_max_age):
+        runs.clear()
+        with open_video(str(path)) as container:
+            info = describe(container, str(path))
+
+            def noted():
+                for decoded in decode_video(container, info):
+                    current[0] = decoded.t
+                    yield decoded
+
+            options = RedactOptions(static_max_age=5.0, whole_max_age=whole_max_age, faint_threshold=3)
+            redact_frames(noted(), info, tmp_path / "out.mp4", options, detectors=[(Looker(), 0.1)])
+        return list(runs)
+
+    first, crop = looks(60.0)
+    assert first == (0.0, (height, width), None)  # the first look: the whole frame
+    t, shape, frame_size = crop  # then one look, at the faint patch alone, once the first is 5 s old
+    assert 5.0 <= t <= 5.0 + 0.3 + 1e-6 and frame_size == (width, height)
+    assert 48 <= shape[0] < height and 48 <= shape[1] < width, shape
+    # (the still picture after it: no run at all, nor at 10 s, when nothing had changed since)
+
+    whole = [(t, shape) for t, shape, _ in looks(8.0) if shape == (height, width)]
+    assert [t for t, _ in whole][:2] == [0.0, pytest.approx(8.1, abs=0.35)], whole
