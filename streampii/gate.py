@@ -301,9 +301,10 @@ class Gate:
         for k, slot in enumerate(self._slots):
             for f in chosen:
                 if (f.index, k) not in self._found:
-                    detector = slot.get()
-                    with self.times.stage("gate_detect"):  # model time, reported apart from the gate's own
-                        found = detector.detect(f.image)
+                    # model time, reported apart from the gate's own: a detector's first use loads it,
+                    # as the redactor's and the VLM's are loaded before a run
+                    with self.times.stage("gate_detect"):
+                        found = slot.get().detect(f.image)
                     self._found[(f.index, k)] = self._hit(found)
                     if self._found[(f.index, k)]:
                         return self._found[(f.index, k)]

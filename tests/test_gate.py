@@ -239,6 +239,28 @@ def test_default_detectors_are_built_lazily_and_text_only_when_no_face(monkeypat
     assert built == [("face",), ("text", ("plate", "text"), False)]
 
 
+def test_loading_a_detector_counts_as_model_time(monkeypatch) -> None:
+    """The gate's detectors load on first use, inside its run: that is model time (``gate_detect``),
+    as the redactor's and the VLM's loading happen before a run, not the gate's own work."""
+    import time
+
+    import streampii.detectors.face as face_module
+
+    class Slow(FakeDetector):
+        def __init__(self, options=None):
+            started = time.thread_time()
+            while time.thread_time() - started < 0.2:  # a model's load: CPU on the calling thread
+                pass
+            super().__init__("face", name="centerface")
+
+    monkeypatch.setattr(face_module, "FaceDetector", Slow)
+    rng = np.random.default_rng(7)
+    still = to_frames([noisy(scene(), rng) for _ in range(6)])
+    gate = Gate(GateOptions())
+    assert [d.reason for d in gate_windows(sliding_windows(still, WINDOWS, 1.0), gate)] == ["first window", "face"]
+    assert gate.times.cpu["gate_detect"] >= 0.2
+
+
 def test_a_new_input_starts_over() -> None:
     gate = Gate(GateOptions(mode="motion"))
     frames = to_frames(static_images(6))
