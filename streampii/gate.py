@@ -66,8 +66,13 @@ class GateOptions:
     detect_every: int = 4
     # A still window that looks like the frame the detectors last ran on (no more change than
     # motion_threshold) gets that run's verdict without running them: the same picture holds the
-    # same things. Hours of an empty scene then cost one detection every `redetect_after` seconds.
+    # same things. They run again `redetect_after` seconds on, in case a change too small for
+    # motion came in...
     redetect_after: float = 30.0
+    # ...unless nothing changed at all: no pixel of the grey copy moved by more than this many
+    # levels (compression and sensor noise: at most 1.5 on the benchmark's clip, 30 s apart).
+    # Hours of an empty scene then cost no detection (0: run again after redetect_after anyway).
+    still_level: float = 3.0
 
     def __post_init__(self) -> None:
         if self.mode not in GATE_MODES:
@@ -83,6 +88,8 @@ class GateOptions:
                 raise ValueError(f"gate {name} must be between 0 and 1, got {getattr(self, name)}")
         if self.redetect_after < 0:
             raise ValueError(f"gate redetect_after must be 0 or more seconds, got {self.redetect_after}")
+        if not 0.0 <= self.still_level <= 255.0:
+            raise ValueError(f"gate still_level must be between 0 and 255, got {self.still_level}")
         if self.detect_every < 1:
             raise ValueError(f"gate detect_every must be at least 1, got {self.detect_every}")
 
@@ -258,6 +265,7 @@ class Gate:
                 text_score=o.text_score,
                 detect_every=o.detect_every,
                 redetect_after=o.redetect_after,
+                still_level=o.still_level,
                 detectors=[slot.name for slot in self._slots],
             )
         return info
@@ -268,8 +276,12 @@ class Gate:
         if self._reference is None:
             return ""
         ran_at, reference, verdict = self._reference
-        if not 0 <= t - ran_at <= self.options.redetect_after:
+        if t < ran_at or reference.shape != small.shape:
             return ""
+        if t - ran_at > self.options.redetect_after:
+            # only the very same picture, up to noise, keeps its verdict this long
+            level = self.options.still_level
+            return verdict if level and cv2.norm(reference, small, cv2.NORM_INF) <= level else ""
         if changed_fraction(reference, small, self.options.pixel_threshold) > self.options.motion_threshold:
             return ""
         return verdict

@@ -178,7 +178,8 @@ def test_a_frame_shared_by_two_windows_is_detected_once() -> None:
     index_of = {id(f.image): f.index for f in frames}
     face = FakeDetector("face", find=lambda image: False)
     text = FakeDetector("text", find=lambda image: False)
-    gate = Gate(GateOptions(mode="detect", redetect_after=0, detect_every=1), [face, text])  # the cache alone
+    always = GateOptions(mode="detect", redetect_after=0, still_level=0, detect_every=1)  # the cache alone
+    gate = Gate(always, [face, text])
     decisions = list(gate_windows(sliding_windows(frames, WINDOWS, fps=1.0), gate))
     assert [d.reason.split()[0] for d in decisions] == ["first"] + ["idle"] * 3 + ["motion"] * 3 + ["idle"]
     for detector in (face, text):
@@ -191,7 +192,8 @@ def test_a_frame_shared_by_two_windows_is_detected_once() -> None:
 def test_a_face_found_ends_the_search_before_the_text_detector() -> None:
     face = FakeDetector("face")
     text = FakeDetector("text")
-    decisions = decide_all(static_images(10), GateOptions(redetect_after=0, detect_every=1), [face, text])
+    always = GateOptions(redetect_after=0, still_level=0, detect_every=1)
+    decisions = decide_all(static_images(10), always, [face, text])
     assert {d.reason for d in decisions[1:]} == {"face"}
     assert text.seen == []
     assert len(face.seen) == len(decisions) - 1  # one frame per window is enough
@@ -201,7 +203,7 @@ def test_detect_every_skips_frames_by_index() -> None:
     face = FakeDetector("face", find=lambda image: False)
     frames = to_frames(static_images(10))
     index_of = {id(f.image): f.index for f in frames}
-    gate = Gate(GateOptions(detect_every=2, redetect_after=0), [face])
+    gate = Gate(GateOptions(detect_every=2, redetect_after=0, still_level=0), [face])
     list(gate_windows(sliding_windows(frames, WINDOWS, fps=1.0), gate))
     assert sorted(index_of[i] for i in face.seen) == [2, 4, 6, 8]
 
@@ -277,6 +279,8 @@ def test_options_are_checked_and_described() -> None:
         GateOptions(motion_threshold=2)
     with pytest.raises(ValueError, match="face_score"):
         GateOptions(face_score=-0.1)
+    with pytest.raises(ValueError, match="still_level"):
+        GateOptions(still_level=-1)
     assert Gate(GateOptions(mode="off")).describe() == {"mode": "off"}
     assert Gate(GateOptions(mode="motion")).describe() == {
         "mode": "motion",
@@ -286,6 +290,7 @@ def test_options_are_checked_and_described() -> None:
     }
     described = Gate(GateOptions(), [FakeDetector(name="mine")]).describe()
     assert described["detectors"] == ["mine"] and described["face_score"] == 0.3 and described["text_score"] == 0.7
+    assert described["still_level"] == 3.0
 
 
 def test_real_faces_make_every_window_of_the_walking_clip_analyzed(clips) -> None:
@@ -304,19 +309,27 @@ def test_real_faces_make_every_window_of_the_walking_clip_analyzed(clips) -> Non
     assert paused and all(detect[i].reason == "face" for i in paused)
 
 
-def test_a_still_scene_reuses_the_last_verdict_until_redetect_after() -> None:
+def test_a_still_scene_keeps_the_last_verdict_and_a_faint_change_is_looked_at_after_redetect_after() -> None:
     """Detectors run once on a still scene; later still windows take that verdict (idle, or a
-    static face: analyzed) until `redetect_after` seconds have passed."""
+    static face: analyzed), past `redetect_after` too while not a pixel of the grey copy moved
+    beyond noise. A change too small for motion (a speck) keeps the verdict until `redetect_after`
+    seconds after the run, then the detectors run again; with `still_level` 0, they always do."""
     for finds, reason in ((False, "idle"), (True, "face")):
-        face = FakeDetector("face", find=lambda image, finds=finds: finds)
-        frames = to_frames(static_images(40))
-        gate = Gate(GateOptions(redetect_after=10.0), [face])
-        decisions = list(gate_windows(sliding_windows(frames, WINDOWS, fps=1.0), gate))
-        assert {d.reason for d in decisions[1:]} == {reason}
-        # the second window (frames up to 5 s) runs them, then the first windows whose picture is
-        # over 10 s younger: up to 17 s and up to 29 s
-        assert gate.detector_runs == 3 and gate.detector_reuses == len(decisions) - 1 - 3
-        assert len({id(i) for i in face.seen}) < len(frames) / 3
+        for speck, still_level, runs in ((False, 3.0, 1), (True, 3.0, 2), (False, 0.0, 3)):
+            face = FakeDetector("face", find=lambda image, finds=finds: finds)
+            images = static_images(40)
+            if speck:  # from 8 s on: 4 of the grey copy's 14240 pixels, 3% of motion_threshold
+                for image in images[8:]:
+                    image[100:106, 200:206] = 255
+            gate = Gate(GateOptions(redetect_after=10.0, still_level=still_level), [face])
+            decisions = list(gate_windows(sliding_windows(to_frames(images), WINDOWS, fps=1.0), gate))
+            assert {d.reason for d in decisions[1:]} == {reason}
+            assert all(d.motion <= GateOptions().motion_threshold for d in decisions)
+            # the second window (frames up to 5 s) runs them; then, where something changed, the
+            # first window whose picture is over 10 s younger (up to 17 s), and with still_level 0
+            # the next after that too (up to 29 s)
+            assert gate.detector_runs == runs, (speck, still_level)
+            assert gate.detector_reuses == len(decisions) - 1 - runs
 
 
 def test_a_slow_change_below_the_motion_step_is_detected_again() -> None:
