@@ -78,9 +78,8 @@ class RedactOptions:
     # interval: below `margin`, so the mask's lead-in still covers the first frames of a newcomer.
     idle_interval: float = 0.3
     # When part of the picture changed since a detector's last look, a detector that takes crops
-    # (CenterFace, PP-OCR) looks at the changed parts alone, with context around them, while they cover at
-    # most this fraction of the frame; its boxes elsewhere hold (0: always the whole frame).
-    # A run on the whole frame still comes at least every `static_max_age` seconds.
+    # (CenterFace, PP-OCR) looks at the changed parts alone, with context around them, while they
+    # cover at most this fraction of the frame; its boxes elsewhere hold (0: always the whole frame).
     region_max: float = 0.5
     # Frames wait at most this many seconds for the VLM's boxes (one 8-s window and some decode
     # ahead fit): memory stays bounded, a 1080p frame being 3 MB, whatever --batch-size is.
