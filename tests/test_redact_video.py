@@ -7,11 +7,14 @@ import itertools
 
 import numpy as np
 import pytest
+from videos import write_video
 
 from streampii.analyzers import Finding, TimedBox
 from streampii.redactor import RedactOptions, redact_frames, redact_video
 from streampii.source import decode_video, describe, open_video
 from tests.redact_clip import audio_packets, decode_rgb, make_clip, sharpness
+
+SHARP = {"crf": "10", "preset": "ultrafast"}  # generated clips: detail well kept
 
 
 def inner(box, f=0.1):
@@ -356,8 +359,6 @@ def test_where_a_plate_moves_ppocr_reads_that_part_alone_and_every_plate_stays_m
     """A parked car's plate sits still while another plate crosses the bottom of the frame: PP-OCR
     reads the changed part alone (at the frame's scale), the parked plate keeps its box from the
     run before, and both plates are masked on every frame, each one track."""
-    import av
-
     from tests.redact_clip import background, plate_image
 
     fps, frames = 10, 40
@@ -365,24 +366,23 @@ def test_where_a_plate_moves_ppocr_reads_that_part_alone_and_every_plate_stays_m
     base = background(width, height)
     parked, moving = plate_image("KA-4521-B"), plate_image("MZ-7730-T")
     still = (30, 40)
-    path = tmp_path / "plates.mp4"
-    boxes = {}
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            image = base.copy()
-            image[still[1] : still[1] + parked.shape[0], still[0] : still[0] + parked.shape[1]] = parked
-            x, y = 40 + 8 * i, 280
-            image[y : y + moving.shape[0], x : x + moving.shape[1]] = moving
-            boxes[i] = {
-                "parked": (still[0], still[1], still[0] + parked.shape[1], still[1] + parked.shape[0]),
-                "moving": (x, y, x + moving.shape[1], y + moving.shape[0]),
-            }
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    boxes = {
+        i: {
+            "parked": (still[0], still[1], still[0] + parked.shape[1], still[1] + parked.shape[0]),
+            "moving": (40 + 8 * i, 280, 40 + 8 * i + moving.shape[1], 280 + moving.shape[0]),
+        }
+        for i in range(frames)
+    }
+
+    def draw(i, t):
+        image = base.copy()
+        for (x0, y0, x1, y1), plate in zip(boxes[i].values(), (parked, moving), strict=True):
+            image[y0:y1, x0:x1] = plate
+        return image
+
+    path = write_video(
+        tmp_path / "plates.mp4", [i / fps for i in range(frames)], (width, height), draw, codec_options=SHARP
+    )
     out_path = tmp_path / "plates.redacted.mp4"
     options = RedactOptions(detect=("plate",), text_interval=0.5, crf=12)
     report = redact_video(str(path), out_path, options)
@@ -400,8 +400,6 @@ def test_a_still_scene_needs_no_run_and_a_faint_change_is_looked_at_within_stati
     """A still picture costs no detector run after the first; a faint patch (a block mean moving
     by 8 grey levels, under the 12 that count at once) is looked at alone within
     `static_max_age`, and the whole frame again after `whole_max_age`."""
-    import av
-
     from streampii.detectors import Detections
     from tests.redact_clip import background
 
@@ -422,15 +420,10 @@ def test_a_still_scene_needs_no_run_and_a_faint_change_is_looked_at_within_stati
     still = background(width, height)
     faint = still.copy()
     faint[64:112, 160:208] = np.clip(faint[64:112, 160:208].astype(int) + 8, 0, 255).astype(np.uint8)
-    path = tmp_path / "faint.mp4"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"crf": "8", "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(still if i < patch else faint, format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    times = [i / fps for i in range(frames)]
+    path = write_video(
+        tmp_path / "faint.mp4", times, (width, height), lambda i, t: still if i < patch else faint, codec_options=SHARP
+    )
 
     def looks(whole_max_age):
         runs.clear()
