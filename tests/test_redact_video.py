@@ -33,6 +33,20 @@ def grown(box, scale, width, height, extra=6):
     )
 
 
+def redact_noting_time(path, out_path, options, detectors, current):
+    """``redact_frames`` of the clip at ``path``, ``current[0]`` set to each frame's time as it is
+    pushed: a test's detectors read it to tell when they ran."""
+    with open_video(str(path)) as container:
+        info = describe(container, str(path))
+
+        def noted():
+            for decoded in decode_video(container, info):
+                current[0] = decoded.t
+                yield decoded
+
+        return redact_frames(noted(), info, out_path, options, detectors=detectors)
+
+
 @pytest.fixture(scope="module")
 def pii_clip(tmp_path_factory):
     return make_clip(tmp_path_factory.mktemp("clip") / "walk.mp4")
@@ -281,18 +295,9 @@ def test_detectors_on_an_empty_still_picture_share_thumbnails_and_a_change_still
     thumbnails = []
     real = redactor._thumbnail
     monkeypatch.setattr(redactor, "_thumbnail", lambda decoded: thumbnails.append(decoded.t) or real(decoded))
-    with open_video(str(path)) as container:
-        info = describe(container, str(path))
-
-        def noted():
-            for decoded in decode_video(container, info):
-                current[0] = decoded.t
-                yield decoded
-
-        options = RedactOptions(detect_interval=0.1, text_interval=0.5, idle_interval=0.3, margin=0.5)
-        report = redact_frames(
-            noted(), info, tmp_path / "out.mp4", options, detectors=[(Blind("face"), 0.1), (Blind("text"), 0.5)]
-        )
+    options = RedactOptions(detect_interval=0.1, text_interval=0.5, idle_interval=0.3, margin=0.5)
+    blind = [(Blind("face"), 0.1), (Blind("text"), 0.5)]
+    report = redact_noting_time(path, tmp_path / "out.mp4", options, blind, current)
     still_thumbs = [t for t in thumbnails if t < change / fps]
     # the face detector's looks alone, one every 0.3 s (the old own 0.5-s looks made 20 in all)
     assert len(still_thumbs) <= 4.1 / 0.3 + 2, still_thumbs
@@ -427,16 +432,8 @@ def test_a_still_scene_needs_no_run_and_a_faint_change_is_looked_at_within_stati
 
     def looks(whole_max_age):
         runs.clear()
-        with open_video(str(path)) as container:
-            info = describe(container, str(path))
-
-            def noted():
-                for decoded in decode_video(container, info):
-                    current[0] = decoded.t
-                    yield decoded
-
-            options = RedactOptions(static_max_age=5.0, whole_max_age=whole_max_age, faint_threshold=3)
-            redact_frames(noted(), info, tmp_path / "out.mp4", options, detectors=[(Looker(), 0.1)])
+        options = RedactOptions(static_max_age=5.0, whole_max_age=whole_max_age, faint_threshold=3)
+        redact_noting_time(path, tmp_path / "out.mp4", options, [(Looker(), 0.1)], current)
         return list(runs)
 
     first, crop = looks(60.0)
