@@ -17,6 +17,8 @@ with the tiny random Qwen2-VL on CPU (scripts/make_tiny_qwen2vl.py), and prints:
 - CPU seconds per video minute for each stage (decode, sample, gate, detect, VLM, mask, encode),
   from the manifests: the pipeline thread's own CPU time in each stage, and apart from it the
   CPU time of FFmpeg's decoder threads and of the other threads (x264's, onnxruntime's, torch's);
+- how often the redactor's detectors ran (on the whole frame or on changed regions) or reused a
+  still picture's boxes, and on how many windows the gate's detectors ran;
 - the pipeline's own overhead against a plain PyAV decode of the same file (CPU seconds; target
   <= 1.5x), the median of the six decodes just before and after each run, in two readings: the
   pipeline thread's CPU outside the model stages (the VLM and the detectors, each with its own
@@ -231,6 +233,7 @@ def main() -> int:
             "forward": forward,
             "baseline": sorted(around)[len(around) // 2],
             "redaction": manifest.get("redaction", {}),
+            "gate": manifest.get("gate", {}),
         }
 
     decode_cpu = sorted(decodes)[len(decodes) // 2]
@@ -259,6 +262,11 @@ def main() -> int:
             f"redactor, gate {gate}: detector runs {red.get('detector_runs')}, of them on changed regions alone "
             f"{red.get('detector_region_runs')}, reuses of a still picture's boxes {red.get('detector_reuses')}"
         )
+    gate = rows["detect"]["gate"]
+    print(
+        f"gate detect: its detectors ran on {gate.get('detector_runs')} windows, "
+        f"{gate.get('detector_reuses')} still windows took the last verdict"
+    )
     print()
     print(
         f"plain PyAV decode, median of {len(decodes)} ({min(decodes):.1f} to {max(decodes):.1f}): "
