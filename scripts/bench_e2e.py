@@ -262,10 +262,10 @@ def main() -> int:
             f"redactor, gate {gate}: detector runs {red.get('detector_runs')}, of them on changed regions alone "
             f"{red.get('detector_region_runs')}, reuses of a still picture's boxes {red.get('detector_reuses')}"
         )
-    gate = rows["detect"]["gate"]
+    gate_facts = rows["detect"]["gate"]
     print(
-        f"gate detect: its detectors ran on {gate.get('detector_runs')} windows, "
-        f"{gate.get('detector_reuses')} still windows took the last verdict"
+        f"gate detect: its detectors ran on {gate_facts.get('detector_runs')} windows, "
+        f"{gate_facts.get('detector_reuses')} still windows took the last verdict"
     )
     print()
     print(
