@@ -1,6 +1,7 @@
 """End-to-end cost of an hour of mostly idle footage; one run prints the figures the gate is judged by.
 
   python scripts/bench_e2e.py [--minutes 20] [--work DIR]   (a --work folder's clip is reused)
+  python scripts/bench_e2e.py --device cuda [--model-size 7b] [--minutes 6]   (a real-size VLM on a GPU)
 
 Generates a clip (1280x720, 10 fps, 20 minutes by default) that is 90% idle: a still, textured
 scene with sensor noise; every 100 s a person's face (from ../shared/data/images/deface_city.jpg,
@@ -26,6 +27,12 @@ with the tiny random Qwen2-VL on CPU (scripts/make_tiny_qwen2vl.py), and prints:
   outside the forward passes alone (onnxruntime's runs and Qwen2-VL's generate, timed by
   wrapping them in the watch process) and the encode stage, plus the decoder threads' CPU.
 Targets: the gate skips >= 80% of windows with no loss of recall; overhead <= 1.5x decode.
+
+With ``--device cuda`` the VLM is Qwen2-VL-2B (or ``--model-size``) at real size with random
+weights on the GPU (built in the work folder as scripts/check_gpu_watch.py builds it):
+what the gate saves where the VLM is the cost. Random weights answer gibberish, so every window
+sent ends "failed" after 64 tokens, longer than a real model's answer to an idle window; recall
+counts the windows sent, which does not depend on the answers.
 """
 
 from __future__ import annotations
@@ -110,6 +117,18 @@ def tiny_model(folder: Path) -> Path:
     return module.build_tiny_qwen2vl(folder)
 
 
+def vlm_model(work: Path, device: str, size: str) -> Path:
+    """The tiny Qwen2-VL on a CPU; Qwen2-VL-2B or -7B at real size (random weights) on a GPU."""
+    if device == "cpu":
+        return tiny_model(work / "tiny-qwen2vl")
+    from check_gpu_watch import build_model_folder
+
+    folder = work / f"qwen2-vl-{size}-random"
+    if not (folder / "config.json").is_file():
+        build_model_folder(folder, device, size=size)
+    return folder
+
+
 def plain_decode_cpu(path: Path) -> float:
     """CPU seconds of decoding every frame with PyAV (threads as the pipeline uses them)."""
     child = (
@@ -158,10 +177,10 @@ app()
 """
 
 
-def run_watch(clip: Path, model: Path, out: Path, gate: str) -> tuple[float, dict, list[dict], dict]:
+def run_watch(clip: Path, model: Path, device: str, out: Path, gate: str) -> tuple[float, dict, list[dict], dict]:
     command = [sys.executable, "-c", WATCH_TIMED, "watch", str(clip), "--out", str(out), "--blur"]
-    command += ["--vlm", "qwen2-vl", "--model", str(model), "--device", "cpu", "--gate", gate, "--no-resume"]
-    command += ["--max-new-tokens", "64"]  # the tiny model never stops by itself: bound its answers
+    command += ["--vlm", "qwen2-vl", "--model", str(model), "--device", device, "--gate", gate, "--no-resume"]
+    command += ["--max-new-tokens", "64"]  # random weights never stop by themselves: bound their answers
     # idle OpenMP threads sleep instead of spinning, as the CLI has them: set here, as this wrapper
     # loads torch (to time generate) before the CLI could set it
     forward = out.parent / f"forward-{gate}.json"
@@ -185,6 +204,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--work", type=Path, default=None, help="folder for the clip and outputs (default: temp)")
+    parser.add_argument("--device", default="cpu", help="the VLM's: cpu (the tiny Qwen2-VL) or cuda (2B, real size)")
+    parser.add_argument("--model-size", choices=["2b", "7b"], default="2b", help="with --device cuda")
+    parser.add_argument("--model", type=Path, help="a Qwen2-VL folder instead of the one the device takes")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="streampii-bench-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -197,7 +219,7 @@ def main() -> int:
         make_clip(partial, args.minutes)
         partial.rename(clip)
     stretches = pii_stretches(args.minutes)
-    model = tiny_model(work / "tiny-qwen2vl")
+    model = args.model or vlm_model(work, args.device, args.model_size)
     duration = args.minutes * 60
     # on a shared machine one decode's CPU time varies by 20% or more, and drifts over the half
     # hour the runs take: the baseline is the median of three decodes before and after each run
@@ -206,7 +228,7 @@ def main() -> int:
     rows = {}
     for gate in ("off", "detect"):
         print(f"running --gate {gate} ...", flush=True)
-        wall, manifest, events, forward = run_watch(clip, model, work / f"out-gate-{gate}", gate)
+        wall, manifest, events, forward = run_watch(clip, model, args.device, work / f"out-gate-{gate}", gate)
         around = decodes[-3:] + [plain_decode_cpu(clip) for _ in range(3)]  # just before and after this run
         decodes += around[3:]
         counts, timings = manifest["counts"], manifest["timings"]
@@ -234,10 +256,15 @@ def main() -> int:
             "baseline": sorted(around)[len(around) // 2],
             "redaction": manifest.get("redaction", {}),
             "gate": manifest.get("gate", {}),
+            "analyzer": manifest["analyzers"][0],
         }
 
     decode_cpu = sorted(decodes)[len(decodes) // 2]
-    print()
+    vlm = rows["off"]["analyzer"]
+    print(
+        f"\nVLM: {vlm.get('parameters', 0) / 1e6:,.1f} M parameters on {vlm.get('device')}, {vlm.get('dtype')},"
+        f" {vlm.get('batch_size', 1)} window(s) a call"
+    )
     print(f"{'':28} {'gate off':>12} {'gate detect':>12}")
     off, on = rows["off"], rows["detect"]
     print(f"{'real-time factor (x)':28} {off['rtf']:12.2f} {on['rtf']:12.2f}")

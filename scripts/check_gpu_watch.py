@@ -41,8 +41,8 @@ from make_tiny_qwen2vl import build_tiny_qwen2vl  # noqa: E402
 _TOKEN_IDS = ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
 
 
-def build_model_folder(folder: Path, device: str, layers: int | None = None) -> Path:
-    """A loadable Qwen2-VL-2B folder (random weights) whose token ids match the tiny tokenizer."""
+def build_model_folder(folder: Path, device: str, layers: int | None = None, size: str = "2b") -> Path:
+    """A loadable Qwen2-VL-2B (or ``size``) folder, random weights, token ids of the tiny tokenizer."""
     import torch
     from transformers import GenerationConfig
 
@@ -52,7 +52,7 @@ def build_model_folder(folder: Path, device: str, layers: int | None = None) -> 
     overrides = {key: tiny_config[key] for key in _TOKEN_IDS}
     overrides.update(bos_token_id=generation["bos_token_id"], eos_token_id=generation["eos_token_id"])
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    model = build_model("2b", device, dtype, "sdpa", layers, overrides)
+    model = build_model(size, device, dtype, "sdpa", layers, overrides)
     ids = ("bos_token_id", "eos_token_id", "pad_token_id")
     model.generation_config = GenerationConfig(**{key: generation[key] for key in ids}, do_sample=False)
     model.save_pretrained(folder)
