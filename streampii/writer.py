@@ -11,6 +11,8 @@ from pathlib import Path
 
 import av
 
+from streampii.source import seconds
+
 
 class AudioCopier:
     """Copies the audio packets of ``source`` into ``out``, up to a time, streaming."""
@@ -93,7 +95,7 @@ class VideoWriter:
         frame.pts = pts - self._offset_pts
         frame.time_base = self.time_base
         frame.pict_type = av.video.frame.PictureType.NONE  # let x264 choose; decoded types would force I/P/B
-        t = float(pts * self.time_base)
+        t = seconds(pts, self.time_base)
         self.first = t if self.first is None else self.first
         self.last = t
         self._out.mux(self._stream.encode(frame))
