@@ -11,7 +11,7 @@ import pytest
 from videos import write_video
 
 from streampii.sampler import Frame, SamplerOptions, sample_frames, smart_resize
-from streampii.source import DecodeReport, decode_video, describe, open_video, to_array
+from streampii.source import DecodeReport, decode_video, describe, open_video, seconds, to_array
 
 
 def sample(path: Path, **options) -> list[Frame]:
@@ -44,6 +44,24 @@ def test_variable_frame_rate_picks_by_timestamp(tmp_path: Path) -> None:
     # nearest frame to each 1 s tick, each frame at most once, times from PTS
     assert [f.t for f in frames] == [0.0, 1.0, 2.5, 3.0]
     assert [f.index for f in frames] == [0, 1, 2, 3]
+
+
+def test_a_frames_time_is_the_float_of_its_exact_time(tmp_path: Path) -> None:
+    """Times come without Fraction arithmetic (per frame, in pure Python) but are the same floats,
+    so sampling ticks and window edges fall exactly where they did."""
+    rng = np.random.default_rng(0)
+    bases = [Fraction(1, 90000), Fraction(1001, 30000), Fraction(1, 12800), Fraction(1, 10)]
+    bases += [Fraction(int(n), int(d)) for n, d in rng.integers(1, 10**6, (200, 2))]
+    for base in bases:
+        for ticks in [0, 1, 3, 7, 299, 90000, 123456789, -3, *rng.integers(0, 10**12, 20).tolist()]:
+            assert seconds(ticks, base) == float(ticks * base)
+    times = [0.0, 0.1, 0.15, 0.3, 0.9, 1.0, 1.02, 2.5]
+    path = write_video(tmp_path / "vfr.mp4", times)
+    with open_video(str(path)) as container:
+        base, info = container.streams.video[0].time_base, describe(container, str(path))
+        decoded = list(decode_video(container, info))
+        assert len(decoded) == len(times)
+        assert [d.t for d in decoded] == [float(d.frame.pts * base) - info.start_time for d in decoded]
 
 
 def test_source_slower_than_fps_gives_each_frame_once(tmp_path: Path) -> None:
