@@ -25,7 +25,7 @@ from pathlib import Path
 import av
 
 from streampii.errors import InputError
-from streampii.source import DecodedFrame, DecodeReport, VideoInfo, describe, redact_url
+from streampii.source import DecodedFrame, DecodeReport, VideoInfo, describe, redact_url, seconds
 
 log = logging.getLogger("streampii.rtsp")
 
@@ -354,9 +354,9 @@ class LiveSource:
                     if frame.pts is None or (last_pts is not None and frame.pts <= last_pts):
                         continue
                     last_pts = frame.pts
-                    seconds = float(frame.pts * (frame.time_base or video.time_base))
-                    first_pts = seconds if first_pts is None else first_pts
-                    t = offset + seconds - first_pts
+                    shown = seconds(frame.pts, frame.time_base or video.time_base)
+                    first_pts = shown if first_pts is None else first_pts
+                    t = offset + shown - first_pts
                     if t <= self._last_t:
                         continue
                     self._last_t = t

@@ -41,7 +41,7 @@ class AudioCopier:
                 return
             if packet.dts is None and packet.pts is None:
                 continue  # the demuxer's empty flush packet
-            t = float((packet.pts if packet.pts is not None else packet.dts) * packet.time_base)
+            t = seconds(packet.pts if packet.pts is not None else packet.dts, packet.time_base)
             if until is not None and t >= until:
                 self._pending = packet
                 return
