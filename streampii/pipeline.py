@@ -449,10 +449,11 @@ def _run(
                 emit(merger.add(findings, now=window.start, wall_clock=src.wall_clock), log)
                 if redactor is not None:
                     if analyzers:
-                        redactor.add_hints(findings)
                         # frames before the next window's first frame are in no later window
                         frontier = window.frames[step].t - options.redact.margin if len(window.frames) > step else None
-                        redactor.release(frontier)
+                        with timer.stage("redact_released"):
+                            redactor.add_hints(findings)
+                            redactor.release(frontier)
                     detector_events(log)
                 _write_debug(out, stem, rows)
                 if resume is not None:
@@ -467,7 +468,8 @@ def _run(
                 break
         emit(merger.close(), log)
         if redactor is not None:
-            redactor.finish()
+            with timer.stage("redact_released"):
+                redactor.finish()
             detector_events(log)
         result.events = log.count
         if result.state == "running":
@@ -591,7 +593,10 @@ def _write_debug(out: Path, stem: str, rows: list[WindowResult]) -> None:
 
 class _StageTimer(StageTimes):
     """Stage times of one input, each reported on its own: "sample" runs decode and the
-    redactor's push inside it; the redactor and the gate time their own parts."""
+    redactor's push inside it; the redactor and the gate time their own parts. "redact" is the
+    redactor's own work around its timed parts (still tests, changed regions, tracks, the
+    frames it holds), in its push ("redact", inside "sample") and in what the pipeline asks of
+    it after a window ("redact_released": boxes from the VLM, frames released, the end)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -600,15 +605,18 @@ class _StageTimer(StageTimes):
 
     def exclusive(self, cpu: bool = False) -> dict[str, float]:
         own = dict(self.cpu if cpu else self.wall)
+        pushed, released = own.pop("redact", 0.0), own.pop("redact_released", 0.0)
         # "sample" pulls frames through decode and the redactor's push: count those apart
-        own["sample"] = max(0.0, own.get("sample", 0.0) - own.get("decode", 0.0) - own.pop("redact", 0.0))
+        own["sample"] = max(0.0, own.get("sample", 0.0) - own.get("decode", 0.0) - pushed)
         if self.gate is not None:
             spent = (self.gate.times.cpu if cpu else self.gate.times.wall)["gate_detect"]
             own["gate_detect"] = spent
             own["gate"] = max(0.0, own.get("gate", 0.0) - spent)
         if self.redactor is not None:
-            inner = self.redactor.report.times
-            own.update((inner.cpu if cpu else inner.wall).items())
+            inner = (self.redactor.report.times.cpu if cpu else self.redactor.report.times.wall).items()
+            own.update(inner)
+            # its timed parts run inside push, release and finish only
+            own["redact"] = max(0.0, pushed + released - sum(seconds for _, seconds in inner))
         return {k: round(v, 3) for k, v in own.items()}
 
 

@@ -115,6 +115,8 @@ def test_watch_decodes_in_chunks_without_blur_and_in_one_pass_with_it(clips: dic
     for manifest in results.values():  # stage CPU is the pipeline thread's own: it adds up within it
         timings = manifest["timings"]
         assert sum(timings["stages_cpu"].values()) <= timings["threads_cpu"]["pipeline"] + 0.05
+    # the redactor's own work (still tests, tracks, the frames it holds) is a stage of its own
+    assert results[True]["timings"]["stages_cpu"]["redact"] > 0 and "redact" not in results[False]["timings"]["stages"]
     assert results[False]["timings"]["threads_cpu"]["decoder"] > 0  # the chunk workers, counted by id
 
 
