@@ -613,10 +613,10 @@ class _StageTimer(StageTimes):
             own["gate_detect"] = spent
             own["gate"] = max(0.0, own.get("gate", 0.0) - spent)
         if self.redactor is not None:
-            inner = (self.redactor.report.times.cpu if cpu else self.redactor.report.times.wall).items()
+            inner = self.redactor.report.times.cpu if cpu else self.redactor.report.times.wall
             own.update(inner)
             # its timed parts run inside push, release and finish only
-            own["redact"] = max(0.0, pushed + released - sum(seconds for _, seconds in inner))
+            own["redact"] = max(0.0, pushed + released - sum(inner.values()))
         return {k: round(v, 3) for k, v in own.items()}
 
 
