@@ -1,7 +1,7 @@
 """Redactor: the input with its PII masked on every frame, as ``<stem>.redacted.mp4``.
 
 Detectors run on some frames (every ``detect_interval`` seconds by timestamp); tracks carry
-their boxes to every frame in between and ``margin`` seconds beyond. A detector's boxes are
+their boxes to every frame in between and ``margin`` seconds beyond (or the interval, if longer). A detector's boxes are
 reused while the picture stands still, and where only part of it changed, a detector that takes
 crops looks at that part alone (``streampii.regions``). A frame is masked and
 written only once detection has looked ``margin`` + interval past it, so no later detection
@@ -56,7 +56,7 @@ class RedactOptions:
     shape: str = "ellipse"  # ellipse | rect; applies to faces: text and plates are always rectangles
     detect_interval: float = 0.1  # seconds between face detections (0: every frame)
     text_interval: float = 0.5  # seconds between text/plate detections (PP-OCR is 5-20x slower)
-    margin: float = 0.5  # seconds a box is held before its first and after its last detection
+    margin: float = 0.5  # seconds a box is held before its first and after its last detection (at least the interval)
     crf: int = 20
     preset: str = "veryfast"
     clips: bool = False  # write only the stretches around masks, one file per stretch
@@ -245,6 +245,10 @@ class Redactor:
         frame_time = 1.0 / info.fps if info.fps else 0.1
         # a track bridges missed detections for `margin`; a detector's frames are at most interval + a frame apart
         self.gaps = [options.margin + interval + frame_time for _, interval in self.detectors]
+        # A box is held `margin` before a track's first and after its last detection, but at least
+        # the detector's interval: what it sees may have come just after its look before, and may
+        # stay until just before its next one (or the end of the input) unseen.
+        self.holds = [max(options.margin, interval) for _, interval in self.detectors]
         self.lookahead = max(self.gaps, default=options.margin + frame_time)
         self.tracker = Tracker(TrackOptions(link_gap=self.lookahead, margin=options.margin))
         self.report = RedactReport(path=None if options.clips or out_path is None else Path(out_path))
@@ -297,7 +301,7 @@ class Redactor:
                         image = upright_rgb(decoded)
                 with self.report.times.stage("detect"):
                     found = detector.detect(image)
-            self.tracker.update(t, found, link_gap=self.gaps[i])
+            self.tracker.update(t, found, link_gap=self.gaps[i], margin=self.holds[i])
             self.report.detections[detector.name] += 1
             if rects:
                 self.report.regions[detector.name] += 1
@@ -364,7 +368,7 @@ class Redactor:
         if faint:
             look.settled = t  # nothing changed at all since it looked: as good as a run
         detector, interval = self.detectors[i]
-        self.tracker.update(t, look.found, link_gap=self.gaps[i])
+        self.tracker.update(t, look.found, link_gap=self.gaps[i], margin=self.holds[i])
         self.report.reused[detector.name] += 1
         if not len(look.found):  # nothing there: look less often (never beyond the lead-in)
             self._due[i] = t + max(0.0, min(self.options.idle_interval, self.options.margin) - interval)

@@ -259,6 +259,40 @@ def test_empty_still_picture_is_looked_at_less_often_and_a_newcomer_is_masked_fr
         assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i} face visible"
 
 
+def test_with_a_detection_interval_beyond_the_margin_every_frame_between_looks_is_masked(tmp_path):
+    """Looks 2 s apart and masks held 0.5 s: a face that came just after a look, and one still there
+    after the last look before the input ends, was in view unmasked. A box is held at least the
+    interval before a track's first and after its last detection."""
+    import av
+
+    from tests.redact_clip import background, face_crop
+
+    face, fbox = face_crop()
+    fps, frames, arrive = 20, 70, 25  # looks at 0 s (empty) and 2 s; the face from 1.25 s to the end, 3.45 s
+    base = background(480, 272)
+    path = tmp_path / "sparse.mp4"
+    box = (200 + fbox[0], 80 + fbox[1], 200 + fbox[2], 80 + fbox[3])
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 480, 272, "yuv420p"
+        for i in range(frames):
+            image = base.copy()
+            if i >= arrive:
+                image[80 : 80 + face.shape[0], 200 : 200 + face.shape[1]] = face
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    options = RedactOptions(detect=("face",), detect_interval=2.0, margin=0.5, crf=12)
+    out_path = tmp_path / "sparse.redacted.mp4"
+    report = redact_video(str(path), out_path, options)
+    assert report.detections["centerface"] + report.reused["centerface"] == 2  # at 0 and 2 s
+    before, _ = decode_rgb(path)
+    after, _ = decode_rgb(out_path)
+    for i in range(arrive, frames):
+        assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i} face visible"
+
+
 def test_detectors_on_an_empty_still_picture_share_thumbnails_and_a_change_still_runs_each_in_time(
     tmp_path, monkeypatch
 ):
