@@ -382,8 +382,6 @@ def _run(
             state.forget(key)
         resume = Resume(state, key, fingerprint(source, options.settings()), events_path)
     append = resume.start(merger, live=info.live) if resume is not None else False
-    if resume is not None and resume.data:
-        result.windows_failed = resume.data.get("windows_failed", 0)
     if src.camera is not None:
         manifest.extra["live"] = src.camera.summary
     if extra:
@@ -391,6 +389,11 @@ def _run(
         manifest.extra["segment"] = lambda: {**extra, "wall_start": start_iso}
     by_category: Counter[str] = Counter()
     window_rows = WindowRows(LIVE_WINDOW_ROWS if info.live else None)
+    if resume is not None and resume.data and not info.live:
+        # the windows a killed run finished are skipped: their counts go on (a camera's windows start anew)
+        result.windows_failed = resume.data.get("windows_failed", 0)
+        window_rows.status.update(resume.data.get("window_status", {}))
+        window_rows.visual_tokens = resume.data.get("visual_tokens", 0)
 
     def emit(events: list[Event], log: EventLog) -> None:
         for event in events:
@@ -457,7 +460,8 @@ def _run(
                     detector_events(log)
                 _write_debug(out, stem, rows)
                 if resume is not None:
-                    resume.window_done(window.index, window.end, log, merger, _resume_data(log, by_category, result))
+                    data = _resume_data(log, by_category, result, window_rows)
+                    resume.window_done(window.index, window.end, log, merger, data)
             if on_progress is not None:
                 on_progress(Progress(info.source, batch[-1][0].end, info.duration, result.windows, log.count))
             if time.monotonic() - last_save > MANIFEST_EVERY:
@@ -480,7 +484,7 @@ def _run(
             result.state = "complete"  # a camera has no end: a requested stop is its normal, clean end
         if resume is not None and result.state != "interrupted":
             # interrupted runs stay resumable: a restart cuts the log back to the last checkpoint
-            resume.finish(result.state, log, _resume_data(log, by_category, result))
+            resume.finish(result.state, log, _resume_data(log, by_category, result, window_rows))
     if result.state == "truncated":
         where = f"{report.last_time:.2f}s" if report.last_time is not None else "the start"
         result.error = f"damaged or cut short: read up to {where}" + (f" ({report.error})" if report.error else "")
@@ -494,8 +498,14 @@ def _run(
     return result
 
 
-def _resume_data(log: EventLog, by_category: Counter, result: RunResult) -> dict:
-    return {"events": log.count, "by_category": dict(by_category), "windows_failed": result.windows_failed}
+def _resume_data(log: EventLog, by_category: Counter, result: RunResult, window_rows: WindowRows) -> dict:
+    return {
+        "events": log.count,
+        "by_category": dict(by_category),
+        "windows_failed": result.windows_failed,
+        "window_status": dict(window_rows.status),
+        "visual_tokens": window_rows.visual_tokens,
+    }
 
 
 def _counted(frames, result: RunResult):
@@ -545,17 +555,23 @@ def _analyze(batch: list[Window], analyzers: Sequence[Analyzer], timer: _StageTi
 
 class WindowRows:
     """The manifest's per-window rows, with counts over every window of the run. ``keep``: hold
-    only the latest rows (a camera), the older ones counted in ``omitted``; None: all (a file)."""
+    only the latest rows (a camera), the older ones counted in ``omitted``; None: all (a file).
+    A resumed run starts from the counts of the windows the killed run finished; their rows say
+    "resumed" and count there alone."""
 
     def __init__(self, keep: int | None = None) -> None:
         self.rows: deque[dict] = deque(maxlen=keep)
         self.omitted = 0
         self.status: Counter[str] = Counter()
         self.visual_tokens = 0
+        self.resumed = 0
 
     def append(self, row: dict) -> None:
         self.omitted += len(self.rows) == self.rows.maxlen
         self.rows.append(row)
+        if row["status"] == "resumed":
+            self.resumed += 1
+            return
         self.status[row["status"]] += 1
         self.visual_tokens += row.get("visual_tokens", 0)
 
@@ -674,6 +690,7 @@ class _Manifest:
                 "windows_analyzed": windows.status["analyzed"],
                 "windows_skipped": windows.status["skipped"],
                 "windows_failed": result.windows_failed,
+                "windows_resumed": windows.resumed,
                 "events": sum(by_category.values()),
                 "events_by_category": dict(sorted(by_category.items())),
                 "visual_tokens": windows.visual_tokens,

@@ -92,6 +92,17 @@ def test_open_events_survive_serialization() -> None:
     assert [e.to_dict() for e in other.add(later, now=9.0)] == [e.to_dict() for e in merger.add(later, now=9.0)]
 
 
+class TokenAnalyzer(BrightnessAnalyzer):
+    """Visual tokens for every window, and every fourth window failed, as a VLM's may be."""
+
+    def analyze(self, windows):
+        results = super().analyze(windows)
+        for r in results:
+            r.visual_tokens = 100 + r.window.index
+            r.error = "unreadable answer" if r.window.index % 4 == 3 else None
+        return results
+
+
 def test_resume_skips_done_windows(tmp_path: Path) -> None:
     video = write_video(tmp_path / "v.mp4", [i / 5 for i in range(150)], draw=brightness_draw())
     options = WatchOptions(
@@ -100,11 +111,11 @@ def test_resume_skips_done_windows(tmp_path: Path) -> None:
         windows=WindowOptions(window=2.0, stride=1.0),
         gate=NO_GATE,
     )
-    watch(str(video), options, [BrightnessAnalyzer()])
+    watch(str(video), options, [TokenAnalyzer()])
     expected = (tmp_path / "full" / "v.events.jsonl").read_bytes()
     assert expected.count(b"\n") >= 4
 
-    class Stopper(BrightnessAnalyzer):
+    class Stopper(TokenAnalyzer):
         calls = 0
 
         def analyze(self, windows):
@@ -117,7 +128,7 @@ def test_resume_skips_done_windows(tmp_path: Path) -> None:
     options = WatchOptions(out=out, sampler=options.sampler, windows=options.windows, gate=NO_GATE)
     with RunState(out) as state, pytest.raises(KeyboardInterrupt):
         watch(str(video), options, [Stopper()], state=state)
-    counting = BrightnessAnalyzer()
+    counting = TokenAnalyzer()
     seen: list[int] = []
     original = counting.analyze
     counting.analyze = lambda ws: (seen.extend(w.index for w in ws), original(ws))[1]
@@ -129,6 +140,11 @@ def test_resume_skips_done_windows(tmp_path: Path) -> None:
     assert (out / "v.events.jsonl").read_bytes() == expected
     manifest = json.loads((out / "v.manifest.json").read_text())
     assert manifest["counts"]["events"] == expected.count(b"\n")
+    # the killed run's windows count as they ended, as in an uninterrupted run
+    counts = manifest["counts"]
+    uninterrupted = json.loads((tmp_path / "full" / "v.manifest.json").read_text())["counts"]
+    assert (counts.pop("windows_resumed"), uninterrupted.pop("windows_resumed")) == (11, 0)
+    assert counts == uninterrupted
 
 
 def test_sigkill_at_random_points_gives_the_same_log(tmp_path: Path) -> None:
