@@ -405,6 +405,7 @@ def _build_analyzers(options: WatchOptions) -> tuple[list, str | None]:
 
 
 def _unique_stems(sources: list[str]) -> dict[str, str]:
+    """An output stem for each source (distinct: ``expand_inputs`` keeps an input once)."""
     stems: dict[str, str] = {}
     used: set[str] = set()
     for source in sources:

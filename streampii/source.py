@@ -76,17 +76,28 @@ class DecodeReport:
 
 
 def expand_inputs(items: list[str]) -> list[str | InputError]:
-    """Folders become the videos inside them (sorted); URLs and files pass through."""
+    """Folders become the videos inside them (sorted); URLs and files pass through. An input named
+    twice (directly, through a folder, another spelling of its path, a symlink) is kept once, where
+    it first appears: twice, it would be processed twice into the same outputs."""
     expanded: list[str | InputError] = []
+    seen: set[str | Path] = set()
+
+    def add(source: str) -> None:
+        key = source if is_url(source) else Path(source).resolve()
+        if key not in seen:
+            seen.add(key)
+            expanded.append(source)
+
     for item in items:
         path = Path(item)
         if is_url(item) or not path.is_dir():
-            expanded.append(item)
+            add(item)
             continue
         videos = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
         if not videos:
             expanded.append(InputError(item, "folder holds no video files (" + ", ".join(sorted(VIDEO_SUFFIXES)) + ")"))
-        expanded.extend(str(v) for v in videos)
+        for video in videos:
+            add(str(video))
     return expanded
 
 

@@ -164,6 +164,18 @@ def test_same_stem_in_two_folders_gets_two_outputs(tmp_path: Path) -> None:
     ]
 
 
+def test_an_input_named_twice_is_processed_once_under_its_own_stem(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    write_video(folder / "cam.mp4", [i / 5 for i in range(10)])
+    (tmp_path / "link.mp4").symlink_to(folder / "cam.mp4")
+    names = ["m", "m/cam.mp4", "./m/cam.mp4", str(folder / "cam.mp4"), "link.mp4"]
+    result = run("watch", *names, "--vlm", "off", "--jobs", "2", "--out", "o", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "o").glob("*.manifest.json")) == ["cam.manifest.json"]
+    assert "1 input(s)" in result.stdout
+
+
 def test_runs_from_any_folder_with_no_stdin(tmp_path: Path, clips: dict[str, Path]) -> None:
     clip = tmp_path / "clip.mp4"
     shutil.copy(clips["intel_face-demographics-walking-and-pause"], clip)
