@@ -27,6 +27,7 @@ from streampii.errors import InputError
 from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, stage_models
 from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES
+from streampii.state import RunState, input_key
 
 # Date and time inside a name: 20261125T101500, 20261125_101500, 20261125101500,
 # 2026-11-25T10-15-00, 2026-11-25_10:15:00..., optionally followed by Z or +0100 / +01:00.
@@ -131,6 +132,23 @@ def finished(segments: Sequence[Segment], settle: float, now: float | None = Non
     return ready
 
 
+def segment_stem(state: RunState, path: Path) -> str:
+    """The output stem of a segment: the one it is recorded under in ``state``, else the first
+    of ``stem``, ``stem-2``... that no other segment is recorded under (``cam.mkv`` beside
+    ``cam.mp4``). Kept in the state, a name never changes between runs, and so neither does
+    the segment's key: it is not done again, nor its outputs given to another segment."""
+    source, base = str(path), path.stem
+    if state.status(input_key(source, base)) is not None:  # the common case, one look-up
+        return base
+    recorded = state.stem_of(source)
+    if recorded is not None:
+        return recorded
+    stem, n = base, 2
+    while state.stem_taken(stem, source):
+        stem, n = f"{base}-{n}", n + 1
+    return stem
+
+
 @dataclass
 class SegmentRun:
     """What happened to one segment."""
@@ -214,7 +232,6 @@ def segments_command(
     from streampii.redactor import RedactOptions
     from streampii.rtsp import StopFlag, stop_on_signals
     from streampii.sampler import SamplerOptions
-    from streampii.state import RunState, input_key
     from streampii.windows import WindowOptions
 
     if not folder.is_dir():
@@ -247,7 +264,7 @@ def segments_command(
     with RunState(out_dir) as state, stop_on_signals(stop):
 
         def key(segment: Segment) -> str:
-            return input_key(str(segment.path), segment.path.stem)
+            return input_key(str(segment.path), segment_stem(state, segment.path))
 
         def is_done(segment: Segment) -> bool:
             return state.status(key(segment)) not in (None, "running", "interrupted")
@@ -259,7 +276,7 @@ def segments_command(
                     options,
                     analyzers,
                     analyzer_note=note,
-                    stem=segment.path.stem,
+                    stem=segment_stem(state, segment.path),
                     stop=stop,
                     state=state,
                     extra=segment.extra(),

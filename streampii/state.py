@@ -140,6 +140,20 @@ class RunState:
         row = self._db.execute("SELECT status FROM inputs WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def stem_of(self, source: str) -> str | None:
+        """The output stem ``source`` is recorded under, if it is recorded."""
+        tail = "|" + redact_url(source)
+        row = self._db.execute("SELECT key FROM inputs WHERE substr(key, -?) = ?", (len(tail), tail)).fetchone()
+        return row[0][: -len(tail)] if row else None
+
+    def stem_taken(self, stem: str, source: str) -> bool:
+        """True when an input other than ``source`` is recorded under the output stem ``stem``."""
+        row = self._db.execute(
+            "SELECT 1 FROM inputs WHERE substr(key, 1, ?) = ? AND key != ? LIMIT 1",
+            (len(stem) + 1, stem + "|", input_key(source, stem)),
+        ).fetchone()
+        return row is not None
+
     def finished_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM inputs WHERE status != 'running'")}
 

@@ -80,6 +80,26 @@ def test_cli_processes_each_segment_once(tmp_path: Path, segment_video: Path) ->
     assert second.returncode == 0 and "event(s)" not in second.stderr  # nothing new, broken one not retried
 
 
+def test_segments_with_one_stem_and_two_extensions_get_their_own_outputs(tmp_path: Path, segment_video: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    mkv = write_video(folder / "cam1_20261125T101500Z.mkv", [i / 5 for i in range(20)])
+    mp4 = Path(shutil.copy(segment_video, folder / "cam1_20261125T101500Z.mp4"))
+    old(mkv), old(mp4)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(out), "--vlm", "off"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    sources = {p.name: json.loads(p.read_text())["input"]["source"] for p in out.glob("*.manifest.json")}
+    assert sources == {
+        "cam1_20261125T101500Z.manifest.json": str(mkv),
+        "cam1_20261125T101500Z-2.manifest.json": str(mp4),
+    }
+    mkv.unlink()  # the recorder's retention: the other segment keeps its name, and is not done again
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and "event(s)" not in second.stderr, second.stderr
+
+
 def test_events_carry_segment_name_and_absolute_time(tmp_path: Path, segment_video: Path) -> None:
     folder = tmp_path / "rec"
     folder.mkdir()
