@@ -202,7 +202,7 @@ def watch_command(
         raise typer.Exit(EXIT_USAGE) from None
     analyzers, note = _build_analyzers(options)
     options = _detectors_alone(options, analyzers)
-    sources = expand_inputs(inputs)
+    sources = expand_inputs(inputs, out_dir)
     stems = _unique_stems([s for s in sources if isinstance(s, str)])
     device = _analyzer_device(analyzers)
     live_inputs = any(is_live(s) for s in sources if isinstance(s, str))

@@ -26,7 +26,7 @@ from streampii import cli_options as opts
 from streampii.errors import InputError
 from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, stage_models
 from streampii.pipeline import watch as watch_input
-from streampii.source import VIDEO_SUFFIXES
+from streampii.source import VIDEO_SUFFIXES, is_own_output
 from streampii.state import RunState, input_key
 
 # Date and time inside a name: 20261125T101500, 20261125_101500, 20261125101500,
@@ -103,10 +103,13 @@ def describe_segment(path: Path, local: bool = True, read_metadata: bool = True)
     return Segment(path=path, start=start, camera=camera, start_from=source)
 
 
-def list_segments(folder: Path, local: bool = True) -> list[Segment]:
-    """Every video in ``folder`` (not recursive), oldest first: by the time in the name, else
-    by modification time; the name breaks ties. Metadata is read later, for finished files only."""
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
+def list_segments(folder: Path, local: bool = True, out: Path | None = None) -> list[Segment]:
+    """Every video in ``folder`` (not recursive) but this tool's own outputs in ``out``, oldest
+    first: by the time in the name, else by modification time; the name breaks ties. Metadata is
+    read later, for finished files only."""
+    files = [
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not is_own_output(p, out)
+    ]
     segments = [describe_segment(p, local, read_metadata=False) for p in files]
     return sorted(segments, key=lambda s: (s.start if s.start is not None else s.path.stat().st_mtime, s.name))
 
@@ -169,16 +172,17 @@ def process_folder(
     local: bool = True,
     stop: threading.Event | None = None,
     on_segment: Callable[[SegmentRun], None] | None = None,
+    out: Path | None = None,
 ) -> list[SegmentRun]:
     """Run ``process`` on every finished segment not yet done, oldest first; with ``watch``,
     keep polling for new segments until ``stop`` is set. ``InputError`` from one segment is
-    recorded and the others go on."""
+    recorded and the others go on. ``out``: the output folder, whose own videos are skipped."""
     if not folder.is_dir():
         raise InputError(str(folder), "no such folder")
     runs: list[SegmentRun] = []
     attempted: set[Path] = set()  # failed segments are not retried in the same run
     while True:
-        for segment in finished(list_segments(folder, local), settle):
+        for segment in finished(list_segments(folder, local, out), settle):
             if stop is not None and stop.is_set():
                 return runs
             if segment.path in attempted or is_done(segment):
@@ -305,6 +309,7 @@ def segments_command(
             local=not utc,
             stop=stop,
             on_segment=report,
+            out=out_dir,
         )
     results = [r.result for r in runs if r.result is not None]
     if results:

@@ -23,6 +23,9 @@ from streampii.errors import InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".ts", ".mts", ".m2ts", ".webm"})
 NO_FRAMES = "no frame could be decoded"
+# this tool's own videos in its --out folder (pipeline, redactor): <stem>.redacted.mp4, the --clips
+# files <stem>.redacted.clipNNN.mp4, and a writer's temporary name (a ".partial" suffix)
+_OWN_OUTPUT = re.compile(r"\.redacted(\.clip\d+)?(\.partial)?\.mp4(\.partial)?$|\.partial$")
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
 
 
@@ -75,10 +78,17 @@ class DecodeReport:
         return self.last_time < info.duration - max(1.0, 3 * frame_time)
 
 
-def expand_inputs(items: list[str]) -> list[str | InputError]:
-    """Folders become the videos inside them (sorted); URLs and files pass through. An input named
-    twice (directly, through a folder, another spelling of its path, a symlink) is kept once, where
-    it first appears: twice, it would be processed twice into the same outputs."""
+def is_own_output(path: Path, out: Path | None) -> bool:
+    """True for a video this tool wrote (or is writing) into its output folder ``out``: a folder
+    that holds its outputs must not feed them back in as inputs."""
+    return out is not None and _OWN_OUTPUT.search(path.name) is not None and path.parent.resolve() == out.resolve()
+
+
+def expand_inputs(items: list[str], out: Path | None = None) -> list[str | InputError]:
+    """Folders become the videos inside them (sorted), less this tool's own outputs in ``out``;
+    URLs and files pass through. An input named twice (directly, through a folder, another
+    spelling of its path, a symlink) is kept once, where it first appears: twice, it would be
+    processed twice into the same outputs."""
     expanded: list[str | InputError] = []
     seen: set[str | Path] = set()
 
@@ -93,7 +103,11 @@ def expand_inputs(items: list[str]) -> list[str | InputError]:
         if is_url(item) or not path.is_dir():
             add(item)
             continue
-        videos = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        videos = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not is_own_output(p, out)
+        )
         if not videos:
             expanded.append(InputError(item, "folder holds no video files (" + ", ".join(sorted(VIDEO_SUFFIXES)) + ")"))
         for video in videos:

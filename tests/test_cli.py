@@ -176,6 +176,22 @@ def test_an_input_named_twice_is_processed_once_under_its_own_stem(tmp_path: Pat
     assert "1 input(s)" in result.stdout
 
 
+def test_own_outputs_in_the_out_folder_are_not_inputs(tmp_path: Path) -> None:
+    folder = tmp_path / "sw"
+    (folder / "sub").mkdir(parents=True)
+    write_video(folder / "a.mp4", [i / 5 for i in range(10)])
+    for name in ("a.redacted.mp4", "a.redacted.clip001.mp4", "a.redacted.partial.mp4", "sub/b.redacted.mp4"):
+        shutil.copy(folder / "a.mp4", folder / name)
+    # a name like an output, but outside --out, or named on the command line: an input
+    result = run("watch", "sw", "sw/a.redacted.clip001.mp4", "--vlm", "off", "--out", "sw", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in folder.glob("*.manifest.json")) == [
+        "a.manifest.json",
+        "a.redacted.clip001.manifest.json",
+        "b.redacted.manifest.json",
+    ]
+
+
 def test_runs_from_any_folder_with_no_stdin(tmp_path: Path, clips: dict[str, Path]) -> None:
     clip = tmp_path / "clip.mp4"
     shutil.copy(clips["intel_face-demographics-walking-and-pause"], clip)

@@ -100,6 +100,20 @@ def test_segments_with_one_stem_and_two_extensions_get_their_own_outputs(tmp_pat
     assert second.returncode == 0 and "event(s)" not in second.stderr, second.stderr
 
 
+def test_own_outputs_are_not_segments_when_out_is_the_folder(tmp_path: Path, segment_video: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    segment = old(Path(shutil.copy(segment_video, folder / "cam1_20261125T101500Z.mp4")))
+    for suffix in (".redacted.mp4", ".redacted.clip001.mp4", ".redacted.partial.mp4"):
+        old(Path(shutil.copy(segment, folder / f"cam1_20261125T101500Z{suffix}")))
+    assert [s.name for s in list_segments(folder, out=folder)] == [segment.name]
+    assert len(list_segments(folder)) == 4  # another output folder: all are inputs
+    cmd = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(folder), "--vlm", "off"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in folder.glob("*.manifest.json")] == ["cam1_20261125T101500Z.manifest.json"]
+
+
 def test_events_carry_segment_name_and_absolute_time(tmp_path: Path, segment_video: Path) -> None:
     folder = tmp_path / "rec"
     folder.mkdir()
