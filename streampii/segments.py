@@ -116,7 +116,9 @@ def list_segments(folder: Path, local: bool = True, out: Path | None = None) -> 
 
 def finished(segments: Sequence[Segment], settle: float, now: float | None = None) -> list[Segment]:
     """The segments that are safe to read: a later segment of the same camera exists, or the
-    file has not been modified for ``settle`` seconds."""
+    file has not been modified for ``settle`` seconds. An empty file (a recorder may create it
+    before it writes) waits by the same rules; once finished, it is read and reported as a bad
+    input, not waited on forever."""
     now = time.time() if now is None else now
     later_exists: set[Path] = set()
     seen: dict[str, Segment] = {}
@@ -130,7 +132,7 @@ def finished(segments: Sequence[Segment], settle: float, now: float | None = Non
             stat = segment.path.stat()
         except FileNotFoundError:  # deleted by the recorder's retention meanwhile
             continue
-        if stat.st_size > 0 and (segment.path in later_exists or now - stat.st_mtime >= settle):
+        if segment.path in later_exists or now - stat.st_mtime >= settle:
             ready.append(segment)
     return ready
 

@@ -58,6 +58,27 @@ def test_order_and_half_written_segments(tmp_path: Path, segment_video: Path) ->
     assert len(finished(segments, settle=30)) == 3
 
 
+def test_an_empty_segment_waits_while_newest_and_young_then_is_reported_once(
+    tmp_path: Path, segment_video: Path
+) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old(Path(shutil.copy(segment_video, folder / "c_20261125T101500Z.mp4")))
+    (folder / "c_20261125T101510Z.mp4").write_bytes(b"")  # just created by the recorder
+    assert [s.name for s in finished(list_segments(folder), settle=30)] == ["c_20261125T101500Z.mp4"]
+    shutil.copy(segment_video, folder / "c_20261125T101520Z.mp4")  # the recorder moved on: it stays empty
+    old(folder / "c_20261125T101520Z.mp4")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(out), "--vlm", "off"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 3, first.stderr
+    errors = [line for line in first.stderr.splitlines() if line.startswith("streampii: error: ")]
+    assert len(errors) == 1 and "c_20261125T101510Z.mp4" in errors[0] and "empty" in errors[0]
+    assert len(list(out.glob("*.manifest.json"))) == 2
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0 and "error" not in second.stderr, second.stderr
+
+
 def test_cli_processes_each_segment_once(tmp_path: Path, segment_video: Path) -> None:
     folder = tmp_path / "rec"
     folder.mkdir()
