@@ -14,3 +14,7 @@ class InputError(Exception):
 
 class AnalyzerError(Exception):
     """An analyzer the user asked for cannot run (model missing, out of memory...)."""
+
+
+class OutputError(InputError):
+    """An input's redacted video cannot be written: that input ends failed, the others go on."""

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from streampii.analyzers import Analyzer, WindowResult
 from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch only with a model
 from streampii.chunks import can_split, default_workers, sample_in_chunks
 from streampii.detectors import Detector
-from streampii.errors import InputError
+from streampii.errors import InputError, OutputError
 from streampii.events import Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.lending import Lender
@@ -117,7 +118,7 @@ class Progress:
 @dataclass
 class RunResult:
     source: str
-    state: str  # complete | truncated | interrupted | failed
+    state: str  # complete | truncated | interrupted | failed (the redacted video could not be written)
     events: int = 0
     windows: int = 0
     windows_failed: int = 0
@@ -154,7 +155,8 @@ def watch(
 ) -> RunResult:
     """Analyse one input and write its event log and manifest into ``options.out``.
 
-    Raises ``InputError`` when the input cannot be opened at all (nothing is written then).
+    Raises ``InputError`` when the input cannot be opened at all (nothing is written then), and
+    ``OutputError`` when its redacted video cannot be written (the manifest then says failed).
     ``state``: resume where a killed run stopped. ``live``: options for rtsp:// sources.
     ``extra``: keys every event carries (segment name). ``wall_start``: UNIX time of t = 0,
     so events get wall-clock times (live sources always have them). ``models``: the detectors
@@ -426,7 +428,11 @@ def _run(
         emit(sorted(src.detector_events, key=lambda e: (e.start, e.category)), log)
         src.detector_events.clear()
 
-    with EventLog(events_path, append=append) as log:
+    # a redacted video that cannot be written ends the input (OutputError): the manifest says so
+    with (
+        _failed_output(manifest, result, report, timer, window_rows, by_category),
+        EventLog(events_path, append=append) as log,
+    ):
         if resume is not None:
             log.count = resume.data.get("events", 0)
             by_category.update(resume.data.get("by_category", {}))
@@ -496,6 +502,17 @@ def _run(
         done = report.last_time or 0.0
         on_progress(Progress(info.source, done, info.duration or done, result.windows, result.events))
     return result
+
+
+@contextmanager
+def _failed_output(manifest: _Manifest, result: RunResult, *state) -> Iterator[None]:
+    """An ``OutputError`` goes up as it came, the manifest first saved with its reason (state failed)."""
+    try:
+        yield
+    except OutputError as exc:
+        result.state, result.error = "failed", exc.reason
+        manifest.save(result, *state, finished=True)
+        raise
 
 
 def _resume_data(log: EventLog, by_category: Counter, result: RunResult, window_rows: WindowRows) -> dict:

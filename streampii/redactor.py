@@ -6,7 +6,8 @@ reused while the picture stands still, and where only part of it changed, a dete
 crops looks at that part alone (``streampii.regions``). A frame is masked and
 written only once detection has looked ``margin`` + interval past it, so no later detection
 could still add a box to it: memory holds that look-ahead of frames, whatever the input's length.
-The output keeps the input's size (upright), frame count and timestamps; audio is copied.
+The output keeps the input's size (upright), frame count and timestamps, and its audio
+(``streampii.writer``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import numpy as np
 
 from streampii.detectors import Detections, Detector, parse_detect
 from streampii.detectors.hints import hint_detections
+from streampii.errors import OutputError
 from streampii.events import Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
 from streampii.regions import Rect, changed_regions, inside, refresh
@@ -115,6 +117,7 @@ class RedactReport:
     reused: Counter = field(default_factory=Counter)  # frames where a detector's last boxes were reused
     regions: Counter = field(default_factory=Counter)  # of its runs, those on the changed parts of the frame alone
     audio_streams: int = 0
+    audio_reencoded: list[str] = field(default_factory=list)  # codecs of the streams MP4 cannot hold, encoded to AAC
     seconds: float = 0.0
     decode: DecodeReport | None = None
     times: StageTimes = field(default_factory=StageTimes)  # convert, detect, mask, encode (H.264 + mux)
@@ -128,6 +131,7 @@ class RedactReport:
             "frames_written": self.frames_written,
             "frames_masked": self.frames_masked,
             "audio_streams": self.audio_streams,
+            "audio_reencoded": self.audio_reencoded,
             "seconds": round(self.seconds, 3),
         }
 
@@ -480,9 +484,10 @@ class _Output:
         self.writer: VideoWriter | None = None
         self.waiting: deque[tuple[av.VideoFrame, int, float]] = deque()  # --clips: frames that may open a clip
         self.last_masked: float | None = None
+        self.failed = False
 
     def write(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> None:
-        if self.path is None:  # the detectors alone: nothing to mask or encode
+        if self.path is None or self.failed:  # the detectors alone, or a video given up: nothing to write
             return
         frame = decoded.frame
         if boxes or decoded.rotation:  # most frames go to the encoder as decoded: no timer for them
@@ -490,7 +495,20 @@ class _Output:
                 frame = self._masked(decoded, boxes)
         self.report.frames_masked += bool(boxes)
         with self.report.times.stage("encode"):
-            self._put(frame, decoded, boxes)
+            try:
+                self._put(frame, decoded, boxes)
+            except Exception as exc:
+                raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> OutputError:
+        """Writing failed (a codec the muxer refuses, a full disk...): the file is given up and
+        later frames are dropped, so the input ends with one line that says what failed."""
+        self.failed = True
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.abandon()
+        name = (writer.path if writer is not None else self.path).name
+        return OutputError(self.info.source, f"cannot write {name}: {type(exc).__name__}: {exc}")
 
     def _put(self, frame: av.VideoFrame, decoded: DecodedFrame, boxes: list) -> None:
         pts = decoded.frame.pts
@@ -537,8 +555,12 @@ class _Output:
             if self.options.clips:
                 self._clip_start = t
             else:
-                self.report.audio_streams = self.writer.audio.count if self.writer.audio else 0
+                self._audio(self.writer)
         return self.writer
+
+    def _audio(self, writer: VideoWriter) -> None:
+        self.report.audio_streams = writer.audio.count if writer.audio else 0
+        self.report.audio_reencoded = list(writer.audio.reencoded) if writer.audio else []
 
     def _end_clip(self) -> None:
         if self.writer is not None:
@@ -546,15 +568,20 @@ class _Output:
             frame_time = 1.0 / self.info.fps if self.info.fps else 0.0
             w.close(audio_until=(w.last or 0.0) + frame_time)
             self.report.clips.append((w.path, self._clip_start, self._clip_start + (w.last - w.first)))
-            self.report.audio_streams = w.audio.count if w.audio else 0
+            self._audio(w)
             self.writer = None
 
     def close(self) -> None:
+        if self.failed:
+            return
         with self.report.times.stage("encode"):
-            if self.options.clips:
-                self._end_clip()
-            elif self.writer is not None:
-                self.writer.close()
+            try:
+                if self.options.clips:
+                    self._end_clip()
+                elif self.writer is not None:
+                    self.writer.close()
+            except Exception as exc:
+                raise self._failed(exc) from exc
 
     def _masked(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> av.VideoFrame:
         frame = decoded.frame

@@ -1,11 +1,14 @@
-"""Write a redacted video: H.264 frames with the input's own timestamps, audio packets copied.
+"""Write a redacted video: H.264 frames with the input's own timestamps, the input's audio.
 
-Audio is never decoded: its packets are read from the input by a second demuxer and muxed
-unchanged, interleaved with the video by time, so memory holds a few packets, not a track.
+Audio is read from the input by a second demuxer and muxed interleaved with the video by time,
+so memory holds a few packets, not a track. A stream whose codec MP4 holds is copied packet for
+packet; one it cannot hold (PCM from AVI or Matroska, G.711, ADPCM...) is decoded and encoded
+to AAC, with its own timestamps.
 """
 
 from __future__ import annotations
 
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,20 +16,98 @@ import av
 
 from streampii.source import seconds
 
+# Audio packets read ahead to find each stream's first one for the MP4 test (20 s of AAC).
+FIRST_PACKETS = 1000
+
+
+def mp4_takes(stream: av.audio.AudioStream, packet: av.Packet | None) -> bool:
+    """Whether an MP4 holds ``stream``'s packets unchanged: FFmpeg's own muxer is asked, on a
+    throwaway file in memory, to write the stream's header and ``packet`` (its first) and close.
+
+    FFmpeg's list of the codecs MP4 holds is not enough alone: 16-bit PCM from AVI or Matroska
+    (its channels in no named order) passes it, and the muxer refuses it at the end, writing the
+    index. The muxer decides on the stream's parameters, so one packet tells."""
+    try:
+        with av.open(io.BytesIO(), "w", format="mp4") as probe:
+            copy = probe.add_stream_from_template(stream)
+            if packet is not None:
+                packet.stream = copy
+                probe.mux(packet)
+    except (ValueError, av.error.FFmpegError):  # PyAV: ValueError for a codec MP4 does not list
+        return False
+    return True
+
+
+def _first_packets(source: str) -> dict[int, av.Packet]:
+    """The first packet of each audio stream of ``source``, read on a demuxer of its own."""
+    first: dict[int, av.Packet] = {}
+    with av.open(source) as container:
+        audio = list(container.streams.audio)
+        for n, packet in enumerate(container.demux(*audio)):
+            if packet.size and packet.stream.index not in first:
+                first[packet.stream.index] = packet
+            if len(first) == len(audio) or n >= FIRST_PACKETS:
+                break
+    return first
+
+
+class _AacEncoder:
+    """One audio stream MP4 cannot hold, decoded and encoded to AAC as its packets come."""
+
+    def __init__(self, template: av.audio.AudioStream, out: av.container.OutputContainer) -> None:
+        self.decoder = template.codec_context
+        rates = av.Codec("aac", "w").audio_rates or ()
+        rate = template.rate if template.rate in rates else 48000
+        channels = template.channels
+        self.stream = out.add_stream("aac", rate=rate)
+        # FFmpeg's usual layout for the channel count, one AAC holds (PCM from AVI names none)
+        self.stream.layout = f"{channels}c"
+        # 64 kb/s a channel, at most what an AAC frame holds (6 bits a sample and channel)
+        self.stream.bit_rate = min(64_000, 6 * rate) * channels
+
+    def encode(self, packet: av.Packet | None, shift: float) -> list[av.Packet]:
+        """AAC packets for ``packet`` (None: the rest, at the end), ``shift`` seconds earlier."""
+        try:
+            frames = self.decoder.decode(packet)
+        except av.error.InvalidDataError:
+            return []  # a damaged packet is skipped, as FFmpeg's own transcoding does
+        packets = []
+        for frame in frames:
+            if shift and frame.pts is not None:
+                frame.pts -= round(shift / frame.time_base)
+            packets += self.stream.encode(frame)
+        if packet is None:
+            packets += self.stream.encode(None)
+        return packets
+
 
 class AudioCopier:
-    """Copies the audio packets of ``source`` into ``out``, up to a time, streaming."""
+    """Copies the audio of ``source`` into ``out`` up to a time, streaming: each stream's
+    packets unchanged where MP4 holds its codec (``mp4_takes``), else encoded to AAC."""
 
     def __init__(self, source: str, out: av.container.OutputContainer) -> None:
+        first = _first_packets(source)
         self._input = av.open(source)
         audio = list(self._input.streams.audio)
-        self._streams = {s.index: out.add_stream_from_template(s) for s in audio}
+        self._streams: dict[int, av.stream.Stream] = {}
+        self._encoders: dict[int, _AacEncoder] = {}
+        self.reencoded: list[str] = []  # codecs of the streams encoded to AAC
+        try:
+            for s in audio:
+                if mp4_takes(s, first.get(s.index)):
+                    self._streams[s.index] = out.add_stream_from_template(s)
+                else:
+                    self._encoders[s.index] = _AacEncoder(s, out)
+                    self.reencoded.append(s.codec_context.name)
+        except BaseException:
+            self._input.close()
+            raise
         self._packets = self._input.demux(*audio) if audio else iter(())
         self._pending: av.Packet | None = None
 
     @property
     def count(self) -> int:
-        return len(self._streams)
+        return len(self._streams) + len(self._encoders)
 
     def copy_until(self, until: float | None, out: av.container.OutputContainer | None, offset: float = 0.0) -> None:
         """Mux packets whose time (seconds, as in the input) is below ``until`` (None: all).
@@ -47,6 +128,10 @@ class AudioCopier:
                 return
             if out is None or (offset and t < offset):  # (negative times at 0: the codec's priming packets)
                 continue
+            encoder = self._encoders.get(packet.stream.index)
+            if encoder is not None:
+                out.mux(encoder.encode(packet, offset))
+                continue
             shift = round(offset / packet.time_base)
             if packet.pts is not None:
                 packet.pts -= shift
@@ -54,6 +139,11 @@ class AudioCopier:
                 packet.dts -= shift
             packet.stream = self._streams[packet.stream.index]
             out.mux(packet)
+
+    def flush(self, out: av.container.OutputContainer, offset: float = 0.0) -> None:
+        """Mux what the AAC encoders still hold (at the end of the output)."""
+        for encoder in self._encoders.values():
+            out.mux(encoder.encode(None, offset))
 
     def close(self) -> None:
         self._input.close()
@@ -78,15 +168,20 @@ class VideoWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._out = av.open(str(self.path), "w", format="mp4")
-        self._stream = self._out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
-        self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
-        # the input's time base, so that every pts is written exactly as read (VFR included)
-        self._stream.time_base = time_base
-        self._stream.codec_context.time_base = time_base
+        self.audio: AudioCopier | None = None
+        try:
+            self._stream = self._out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
+            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, pix_fmt
+            # the input's time base, so that every pts is written exactly as read (VFR included)
+            self._stream.time_base = time_base
+            self._stream.codec_context.time_base = time_base
+            self.audio = AudioCopier(audio_source, self._out) if audio_source else None
+        except BaseException:
+            self.abandon()
+            raise
         self.time_base = time_base
         self.offset = offset
         self._offset_pts = round(offset / time_base)
-        self.audio = AudioCopier(audio_source, self._out) if audio_source else None
         self.frames = 0
         self.first: float | None = None
         self.last: float | None = None
@@ -107,5 +202,16 @@ class VideoWriter:
         self._out.mux(self._stream.encode(None))
         if self.audio is not None:
             self.audio.copy_until(audio_until, self._out, self.offset)
+            self.audio.flush(self._out, self.offset)
             self.audio.close()
         self._out.close()
+
+    def abandon(self) -> None:
+        """Give the file up after a failure: closed as far as it goes, and removed."""
+        for close in (self.audio.close if self.audio else None, self._out.close):
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # the failure that led here is the one reported
+                    pass
+        self.path.unlink(missing_ok=True)

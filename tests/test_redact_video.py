@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import itertools
 
+import av
 import numpy as np
 import pytest
-from videos import write_video
+from videos import write_video, write_with_audio
 
 from streampii.analyzers import Finding, TimedBox
 from streampii.redactor import RedactOptions, redact_frames, redact_video
@@ -479,3 +480,41 @@ def test_a_still_scene_needs_no_run_and_a_faint_change_is_looked_at_within_stati
 
     whole = [(t, shape) for t, shape, _ in looks(8.0) if shape == (height, width)]
     assert [t for t, _ in whole][:2] == [0.0, pytest.approx(8.1, abs=0.35)], whole
+
+
+def decoded_audio(path, rate):
+    """The first audio stream of ``path`` as mono float32 at ``rate``, and its first time (seconds)."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        first, parts = None, []
+        for frame in container.decode(audio=0):
+            first = float(frame.pts * frame.time_base) if first is None else first
+            parts += [f.to_ndarray()[0] for f in resampler.resample(frame)]
+    return np.concatenate(parts), first
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "layout", "copied"),
+    [
+        ("dashcam.avi", "pcm_u8", "mono", False),  # MP4 holds no 8-bit PCM
+        ("camera.mov", "pcm_mulaw", "mono", False),  # G.711 from IP cameras
+        # AVI names no channel order: the MP4 muxer takes 16-bit PCM yet refuses it as it closes
+        ("capture.avi", "pcm_s16le", "stereo", False),
+        ("capture.mov", "pcm_s16le", "stereo", True),  # the same codec with its channels named: copied
+    ],
+)
+def test_audio_that_mp4_cannot_hold_is_encoded_to_aac_in_sync(tmp_path, name, codec, layout, copied):
+    source = tmp_path / name
+    sound = write_with_audio(source, codec, layout)
+    out = tmp_path / "out.redacted.mp4"
+    report = redact_video(str(source), out, RedactOptions(detect=()))
+    assert report.audio_streams == 1 and report.audio_reencoded == ([] if copied else [codec])
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == (codec if copied else "aac")
+    heard, first = decoded_audio(out, 8000)
+    assert first == pytest.approx(0.0, abs=1e-3) and abs(len(heard) - sound.shape[1]) <= 1024
+    original = sound.mean(axis=0)[: len(heard) - 1024]
+    lags = range(-200, 201)
+    best = max(lags, key=lambda k: np.dot(original[200:-200], heard[200 + k : len(original) - 200 + k]))
+    assert best == 0  # the same sound at the same time (noise: no other shift matches)
+    assert np.corrcoef(original, heard[: len(original)])[0, 1] > 0.9

@@ -280,3 +280,57 @@ def test_a_commands_inputs_share_their_detectors(walk, tmp_path: Path, monkeypat
     logs = [(out / f"{Path(p).stem}.events.jsonl").read_text().splitlines() for p in inputs]
     spans = [[(e["category"], e["start"], e["end"]) for e in map(json.loads, log)] for log in logs]
     assert spans[0] and spans[0] == spans[1] == spans[2]
+
+
+def test_a_video_that_cannot_be_written_ends_its_input_alone(walk, tmp_path: Path, monkeypatch) -> None:
+    """A failure while writing one input's redacted video (here the muxer refusing an audio codec
+    that got past the test) ends that input with one line, its manifest failed; the others go on."""
+    from typer.testing import CliRunner
+    from videos import write_with_audio
+
+    from streampii import cli, writer
+
+    monkeypatch.setattr(writer, "mp4_takes", lambda stream, packet: True)
+    write_with_audio(tmp_path / "dashcam.avi", "pcm_u8")
+    out = tmp_path / "out"
+    args = ["watch", str(tmp_path / "dashcam.avi"), str(walk.path), "--out", str(out), "--vlm", "off", "--blur"]
+    result = CliRunner().invoke(cli.app, [*args, "--detect", "face"])
+    assert result.exit_code == 3, result.output
+    assert isinstance(result.exception, SystemExit)  # the exit code: no traceback
+    line = "dashcam.avi: cannot write dashcam.redacted.mp4: ValueError: 'mp4' format does not support 'pcm_u8' codec"
+    assert line in result.output
+    failed = json.loads((out / "dashcam.manifest.json").read_text())
+    assert failed["state"] == "failed" and failed["error"].startswith("cannot write") and failed["finished_at"]
+    assert not (out / "dashcam.redacted.mp4").exists()
+    assert json.loads((out / "walk.manifest.json").read_text())["state"] == "complete"
+    assert (out / "walk.redacted.mp4").is_file()
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_a_segment_whose_video_fails_is_reported_once_and_the_next_one_is_done(
+    walk, tmp_path: Path, monkeypatch, broken: bool
+) -> None:
+    """A segment with audio MP4 cannot hold is redacted (its audio encoded to AAC); where writing
+    fails all the same, the segment is failed once (not retried at every run) and the next one done."""
+    import shutil
+
+    from typer.testing import CliRunner
+    from videos import write_with_audio
+
+    from streampii import cli, writer
+
+    if broken:
+        monkeypatch.setattr(writer, "mp4_takes", lambda stream, packet: True)
+    folder, out = tmp_path / "rec", tmp_path / "out"
+    folder.mkdir()
+    write_with_audio(folder / "cam1_20261125T101500Z.avi", "pcm_u8")
+    shutil.copy(walk.path, folder / "cam1_20261125T101600Z.mp4")
+    args = ["segments", str(folder), "--out", str(out), "--vlm", "off", "--blur", "--detect", "face", "--settle", "0"]
+    first = CliRunner().invoke(cli.app, args)
+    assert first.exit_code == (3 if broken else 0), first.output
+    assert (out / "cam1_20261125T101600Z.redacted.mp4").is_file()
+    assert (out / "cam1_20261125T101500Z.redacted.mp4").is_file() != broken
+    states = [json.loads((out / f"cam1_20261125T10{m}00Z.manifest.json").read_text())["state"] for m in (15, 16)]
+    assert states == ["failed" if broken else "complete", "complete"]
+    again = CliRunner().invoke(cli.app, args)
+    assert again.exit_code == 0 and "event(s)" not in again.output and "error" not in again.output

@@ -66,3 +66,31 @@ def frame_times(path: Path) -> list[float]:
         stream = container.streams.video[0]
         start = stream.start_time or 0
         return [float((f.pts - start) * f.time_base) for f in container.decode(stream)]
+
+
+def write_with_audio(
+    path: Path, audio_codec: str, layout: str = "mono", seconds: float = 2.0, rate: int = 8000
+) -> np.ndarray:
+    """A small MPEG-4 video with one audio stream of ``audio_codec``, in the container ``path``'s
+    suffix names; the sound is noise (no period: a shift in time shows). Returns its samples,
+    channels x samples float32."""
+    rng = np.random.default_rng(3)
+    channels = av.AudioLayout(layout).nb_channels
+    sound = (0.3 * rng.standard_normal((channels, int(seconds * rate)))).clip(-1, 1).astype(np.float32)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mpeg4", rate=12)
+        video.width, video.height, video.pix_fmt = 160, 120, "yuv420p"
+        audio = out.add_stream(audio_codec, rate=rate)
+        audio.layout = layout
+        for i in range(int(seconds * 12)):
+            image = np.full((120, 160, 3), (i * 37) % 256, np.uint8)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(video.encode(None))
+        for start in range(0, sound.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(sound[:, start : start + 1024]), format="fltp", layout=layout
+            )
+            frame.sample_rate, frame.pts = rate, start
+            out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+    return sound
