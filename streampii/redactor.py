@@ -44,7 +44,7 @@ from streampii.source import (
 )
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
-from streampii.writer import VideoWriter
+from streampii.writer import VideoWriter, remove_partials
 
 
 @dataclass(frozen=True)
@@ -485,6 +485,8 @@ class _Output:
         self.waiting: deque[tuple[av.VideoFrame, int, float]] = deque()  # --clips: frames that may open a clip
         self.last_masked: float | None = None
         self.failed = False
+        if path is not None:  # the input is written from the start: a killed run's unfinished files go
+            remove_partials(path)
 
     def write(self, decoded: DecodedFrame, boxes: list[tuple[str, np.ndarray]]) -> None:
         if self.path is None or self.failed:  # the detectors alone, or a video given up: nothing to write

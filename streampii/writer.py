@@ -8,6 +8,7 @@ to AAC, with its own timestamps.
 
 from __future__ import annotations
 
+import glob
 import io
 from fractions import Fraction
 from pathlib import Path
@@ -49,6 +50,19 @@ def _first_packets(source: str) -> dict[int, av.Packet]:
             if len(first) == len(audio) or n >= FIRST_PACKETS:
                 break
     return first
+
+
+def partial_path(path: Path) -> Path:
+    """Where the video for ``path`` is written until it is closed: ``<name>.partial`` beside it."""
+    return path.with_name(path.name + ".partial")
+
+
+def remove_partials(path: Path) -> None:
+    """Remove what a killed run left unfinished of ``path`` and of its clips (``--clips``)."""
+    stem = glob.escape(path.name.removesuffix(".mp4"))
+    for pattern in (f"{stem}.mp4.partial", f"{stem}.clip[0-9][0-9][0-9]*.mp4.partial"):
+        for stale in path.parent.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 class _AacEncoder:
@@ -167,7 +181,10 @@ class VideoWriter:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._out = av.open(str(self.path), "w", format="mp4")
+        # written under a name of its own, renamed once closed: a killed run leaves no unplayable
+        # file (no index yet) under the final name
+        self.partial = partial_path(self.path)
+        self._out = av.open(str(self.partial), "w", format="mp4")
         self.audio: AudioCopier | None = None
         try:
             self._stream = self._out.add_stream("libx264", rate=rate, options={"crf": str(crf), "preset": preset})
@@ -205,6 +222,7 @@ class VideoWriter:
             self.audio.flush(self._out, self.offset)
             self.audio.close()
         self._out.close()
+        self.partial.replace(self.path)
 
     def abandon(self) -> None:
         """Give the file up after a failure: closed as far as it goes, and removed."""
@@ -214,4 +232,4 @@ class VideoWriter:
                     close()
                 except Exception:  # the failure that led here is the one reported
                     pass
-        self.path.unlink(missing_ok=True)
+        self.partial.unlink(missing_ok=True)

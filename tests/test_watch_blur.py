@@ -334,3 +334,54 @@ def test_a_segment_whose_video_fails_is_reported_once_and_the_next_one_is_done(
     assert states == ["failed" if broken else "complete", "complete"]
     again = CliRunner().invoke(cli.app, args)
     assert again.exit_code == 0 and "event(s)" not in again.output and "error" not in again.output
+
+
+def test_a_killed_blur_run_leaves_no_unplayable_file_under_the_final_name(tmp_path: Path) -> None:
+    """The video is written as <name>.partial and renamed when it is closed: SIGKILL leaves the
+    partial file only; a rerun redoes the input over it, and a stopped run (SIGINT) closes its
+    shorter video cleanly under the final name."""
+    import contextlib
+    import signal
+    import time
+
+    from videos import write_video
+
+    source = write_video(tmp_path / "long.mp4", [i / 25 for i in range(500)], audio_seconds=20.0)
+    out = tmp_path / "out"
+    final, partial = out / "long.redacted.mp4", out / "long.redacted.mp4.partial"
+    command = [sys.executable, "-m", "streampii", "watch", str(source), "--out", str(out), "--vlm", "off"]
+    command += ["--blur", "--detect", "face", "--window", "1", "--stride", "1", "--fps", "2"]
+
+    def writing() -> bool:  # this run's partial file, not the killed run's (marked below)
+        with contextlib.suppress(FileNotFoundError):
+            return partial.stat().st_size != len(b"killed")
+        return False
+
+    def run_until_partial(sig: int) -> subprocess.Popen:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        while not writing() and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+        return proc
+
+    run_until_partial(signal.SIGKILL)
+    assert partial.is_file() and not final.exists()
+    assert json.loads((out / "long.manifest.json").read_text())["state"] == "running"
+    partial.write_bytes(b"killed")
+    stopped = run_until_partial(signal.SIGINT)
+    assert stopped.returncode == 3, stopped.stderr.read()
+    assert json.loads((out / "long.manifest.json").read_text())["state"] == "interrupted"
+    assert not partial.exists() and 0 < len(decode_rgb(final)[0]) < 500
+
+
+def test_clips_leave_no_partial_files(walk, tmp_path: Path) -> None:
+    """Stale partial files of a killed run are removed when the input is redone with --clips."""
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / "walk.redacted.mp4.partial", out / "walk.redacted.clip007.mp4.partial"]
+    for path in stale:
+        path.write_bytes(b"unfinished")
+    options = WatchOptions(out=out, blur=True, gate=GateOptions(mode="off"), redact=RedactOptions(clips=True))
+    assert watch(str(walk.path), options, []).state == "complete"
+    assert sorted(p.name for p in out.glob("walk.redacted*")) == ["walk.redacted.clip001.mp4"]
