@@ -125,7 +125,7 @@ class RunResult:
     frames_sampled: int = 0
     duration: float | None = None
     error: str | None = None
-    outputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str | list[str]] = field(default_factory=dict)  # the files written
     by_category: dict[str, int] = field(default_factory=dict)
 
 
@@ -368,8 +368,7 @@ def _run(
     resume = None
     redactor = src.redactor
     if redactor is not None:
-        if redactor.output.path is not None:
-            result.outputs["redacted"] = f"{stem}.redacted.mp4"
+        if redactor.output.path is not None:  # (the files it writes join the outputs once closed)
             manifest.extra["redaction"] = redactor.report.summary
         else:  # the detectors alone: their runs, no video
             manifest.extra["detectors"] = redactor.report.detection_summary
@@ -481,6 +480,7 @@ def _run(
             with timer.stage("redact_released"):
                 redactor.finish()
             detector_events(log)
+            result.outputs.update(redactor.report.outputs())
         result.events = log.count
         if result.state == "running":
             result.state = "truncated" if report.truncated(info) and not info.live else "complete"

@@ -107,7 +107,7 @@ class RedactOptions:
 
 @dataclass
 class RedactReport:
-    path: Path | None  # the redacted video (None with --clips)
+    path: Path | None  # the redacted video, once written and closed (None with --clips)
     clips: list[tuple[Path, float, float]] = field(default_factory=list)  # (file, start, end) with --clips
     events: list[Event] = field(default_factory=list)  # one per detector track, in start order
     frames: int = 0  # frames decoded
@@ -134,6 +134,12 @@ class RedactReport:
             "audio_reencoded": self.audio_reencoded,
             "seconds": round(self.seconds, 3),
         }
+
+    def outputs(self) -> dict[str, str | list[str]]:
+        """The files written, for the manifest's outputs: the video, or the clips (none without PII)."""
+        if self.clips:
+            return {"clips": [p.name for p, _, _ in self.clips]}
+        return {"redacted": self.path.name} if self.path else {}
 
     def detection_summary(self) -> dict:
         """Facts for the manifest when the detectors run alone (no video is written)."""
@@ -255,7 +261,7 @@ class Redactor:
         self.holds = [max(options.margin, interval) for _, interval in self.detectors]
         self.lookahead = max(self.gaps, default=options.margin + frame_time)
         self.tracker = Tracker(TrackOptions(link_gap=self.lookahead, margin=options.margin))
-        self.report = RedactReport(path=None if options.clips or out_path is None else Path(out_path))
+        self.report = RedactReport(path=None)
         self.report.detections = {d.name: 0 for d, _ in self.detectors}
         self.output = _Output(out_path and Path(out_path), info, options, audio_source, self.report)
         self.hold_until: float | None = None  # frames at or past this time wait for the VLM
@@ -582,6 +588,7 @@ class _Output:
                     self._end_clip()
                 elif self.writer is not None:
                     self.writer.close()
+                    self.report.path = self.writer.path
             except Exception as exc:
                 raise self._failed(exc) from exc
 

@@ -385,3 +385,18 @@ def test_clips_leave_no_partial_files(walk, tmp_path: Path) -> None:
     options = WatchOptions(out=out, blur=True, gate=GateOptions(mode="off"), redact=RedactOptions(clips=True))
     assert watch(str(walk.path), options, []).state == "complete"
     assert sorted(p.name for p in out.glob("walk.redacted*")) == ["walk.redacted.clip001.mp4"]
+
+
+@pytest.mark.parametrize("visible", [(1.0, 1.5), None])
+def test_the_manifest_names_the_clips_written_and_nothing_else(tmp_path: Path, visible) -> None:
+    """--clips writes <stem>.redacted.clipNNN.mp4 files: the manifest's outputs list those, and
+    no <stem>.redacted.mp4, which is not written; a clip with no PII has no video at all."""
+    clip = make_clip(tmp_path / "gap.mp4", seconds=3.0, fps=12, plate=False, face=visible is not None, visible=visible)
+    out = tmp_path / "out"
+    redact = RedactOptions(detect=("face",), clips=True, padding=0.25, margin=0.25)
+    assert watch(str(clip.path), WatchOptions(out=out, blur=True, redact=redact), []).state == "complete"
+    manifest = json.loads((out / "gap.manifest.json").read_text())
+    written = sorted(p.name for p in out.glob("gap.redacted*"))
+    assert written == (["gap.redacted.clip001.mp4"] if visible else [])
+    expected = {"events": "gap.events.jsonl", "manifest": "gap.manifest.json"}
+    assert manifest["outputs"] == ({**expected, "clips": written} if visible else expected)
