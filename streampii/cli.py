@@ -200,6 +200,7 @@ def watch_command(
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
+    _make_folder("--out", out_dir)
     analyzers, note = _build_analyzers(options)
     options = _detectors_alone(options, analyzers)
     sources = expand_inputs(inputs, out_dir)
@@ -434,6 +435,23 @@ def _summary(results: list[RunResult], options: WatchOptions) -> Table:
             ", ".join(f"{k} {v}" for k, v in sorted(r.by_category.items())) or "-",
         )
     return table
+
+
+def _make_folder(option: str, folder: Path) -> None:
+    """Create ``folder`` now, so that a path that cannot be one ends the command with a usage error
+    before any input is read or any model is loaded."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        reason = "not a folder (a file of that name exists)"
+    except OSError as exc:
+        reason = f"cannot create the folder ({exc.strerror or exc})"
+    else:
+        if os.access(folder, os.W_OK | os.X_OK):
+            return
+        reason = "cannot write in the folder (permission denied)"
+    _error(f"{option} {folder}: {reason}")
+    raise typer.Exit(EXIT_USAGE)
 
 
 def _error(message: str) -> None:

@@ -152,6 +152,18 @@ def test_version_help_and_usage_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "stride" in bad.stderr and "Traceback" not in bad.stderr
 
 
+@pytest.mark.parametrize("command", ["watch", "segments"])
+@pytest.mark.parametrize(("out", "reason"), [("clip.mp4", "not a folder"), ("clip.mp4/sub", "cannot create")])
+def test_an_out_folder_that_cannot_be_one_is_a_usage_error(tmp_path: Path, command: str, out: str, reason: str) -> None:
+    write_video(tmp_path / "clip.mp4", [i / 5 for i in range(10)])
+    target = "clip.mp4" if command == "watch" else "."
+    result = run(command, target, "--vlm", "off", "--out", out, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()  # one line, no traceback
+    assert line.startswith(f"streampii: error: --out {out}: {reason}")
+    assert not list(tmp_path.glob("*.manifest.json"))  # before any input is read
+
+
 def test_same_stem_in_two_folders_gets_two_outputs(tmp_path: Path) -> None:
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
