@@ -41,10 +41,12 @@ from streampii.cli_options import (
     VlmChoice,
     WindowSeconds,
 )
+from streampii.detectors import DETECT_KINDS
 from streampii.errors import AnalyzerError, InputError
 from streampii.gate import GateOptions
 from streampii.pipeline import (
     DEFAULT_MODEL,
+    MAX_BATCH,
     RunResult,
     WatchOptions,
     default_batch_size,
@@ -58,6 +60,7 @@ from streampii.sampler import SamplerOptions
 from streampii.source import expand_inputs, redact_url
 from streampii.state import RunState
 from streampii.windows import WindowOptions
+from streampii.writer import X264_PRESETS
 
 # torch's idle OpenMP threads sleep instead of spinning for the next operation, where they took CPU
 # from the decoder, onnxruntime and x264 (docs/performance.md); read when torch loads, which is later
@@ -142,17 +145,19 @@ def watch_command(
         MaskShape, typer.Option(help="Face masks (text and plates are rectangles).", rich_help_panel="Blur")
     ] = (MaskShape.ellipse),
     mask_scale: Annotated[
-        float, typer.Option(help="Grow each box by this factor before masking.", rich_help_panel="Blur")
+        float, typer.Option(help="Grow each box by this factor (at most 10) before masking.", rich_help_panel="Blur")
     ] = 1.3,
     face_threshold: Annotated[
-        float, typer.Option(help="CenterFace score threshold (lower finds more).", rich_help_panel="Blur")
+        float, typer.Option(help="CenterFace score threshold, 0..1 (lower finds more).", rich_help_panel="Blur")
     ] = 0.2,
     text_threshold: Annotated[
-        float, typer.Option(help="PP-OCR text box score threshold.", rich_help_panel="Blur")
+        float, typer.Option(help="PP-OCR text box score threshold, 0..1.", rich_help_panel="Blur")
     ] = 0.5,
     detect_interval: Annotated[
         float,
-        typer.Option(help="Seconds between face detections; tracks fill the frames between.", rich_help_panel="Blur"),
+        typer.Option(
+            help="Seconds between face detections, at most 2; tracks fill the frames between.", rich_help_panel="Blur"
+        ),
     ] = RedactOptions.detect_interval,
     clips: Annotated[
         bool,
@@ -160,13 +165,16 @@ def watch_command(
     ] = False,
     crf: Annotated[int, typer.Option(help="H.264 quality (0 lossless .. 51 worst).", rich_help_panel="Blur")] = 20,
     preset: Annotated[
-        str, typer.Option(help="X264 speed preset (ultrafast .. veryslow).", rich_help_panel="Blur")
+        str, typer.Option(help=f"X264 speed preset: {', '.join(X264_PRESETS)}.", rich_help_panel="Blur")
     ] = "veryfast",
     gate: Gate = GateMode.detect,
     jobs: Annotated[
         int,
         typer.Option(
-            min=1, help="Inputs processed at once; their VLM windows are batched together.", rich_help_panel="VLM"
+            min=1,
+            max=MAX_BATCH,
+            help="Inputs processed at once; their VLM windows are batched together.",
+            rich_help_panel="VLM",
         ),
     ] = 1,
 ) -> None:
@@ -197,10 +205,15 @@ def watch_command(
                 preset=preset,
             ),
         )
+        live = LiveOptions(
+            open_timeout=timeout, read_timeout=timeout, record_dir=record, segment_seconds=segment_seconds
+        )
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
     _make_folder("--out", out_dir)
+    if record is not None:
+        _make_folder("--record", record)
     analyzers, note = _build_analyzers(options)
     options = _detectors_alone(options, analyzers)
     sources = expand_inputs(inputs, out_dir)
@@ -217,7 +230,6 @@ def watch_command(
         _warm_up(analyzers[0], options)
     # Ctrl-C / SIGTERM: finish the current window, write everything final, skip the rest
     stop = StopFlag()
-    live = LiveOptions(open_timeout=timeout, read_timeout=timeout, record_dir=record, segment_seconds=segment_seconds)
     shared = None
     if jobs > 1 and analyzers:  # one model for every input: their windows share generate calls
         shared = SharedBatcher(analyzers[0], shared_batch)
@@ -342,8 +354,13 @@ def _analyzer_device(analyzers: list) -> str:
 
 def _detectors_alone(options: WatchOptions, analyzers: list) -> WatchOptions:
     """``--vlm auto`` found no VLM: the detectors run alone on every frame, for their events, so
-    that an audit on a machine without a GPU does not end with an empty log."""
-    if analyzers or options.vlm != "auto" or options.blur or not options.redact.detect:
+    that an audit on a machine without a GPU does not end with an empty log. Where no VLM runs and
+    ``--detect`` names nothing, nothing would look at the video: a usage error."""
+    if not analyzers and not options.redact.detect and (options.blur or options.vlm == "auto"):
+        why = "nothing would be masked" if options.blur else "the log would stay empty"
+        _error(f"--detect must name at least one of {', '.join(DETECT_KINDS)} where no VLM runs: {why}")
+        raise typer.Exit(EXIT_USAGE)
+    if analyzers or options.vlm != "auto" or options.blur:
         return options
     kinds = ", ".join(options.redact.detect)
     _warn(f"the detectors alone ({kinds}) look at every frame: the log holds those kinds only (--vlm off: no analysis)")

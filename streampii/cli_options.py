@@ -32,7 +32,12 @@ MaxPixels = Annotated[
         rich_help_panel=SAMPLING,
     ),
 ]
-WindowSeconds = Annotated[float, typer.Option(help="Seconds of video per VLM window.", rich_help_panel=SAMPLING)]
+WindowSeconds = Annotated[
+    float,
+    typer.Option(
+        help="Seconds of video per VLM window (at most 768 frames: --window x --fps).", rich_help_panel=SAMPLING
+    ),
+]
 Stride = Annotated[
     float,
     typer.Option(help="Seconds between window starts (less than --window: windows overlap).", rich_help_panel=SAMPLING),

@@ -18,3 +18,12 @@ class AnalyzerError(Exception):
 
 class OutputError(InputError):
     """An input's redacted video cannot be written: that input ends failed, the others go on."""
+
+
+def check_range(name: str, value: float, low: float, high: float, *, above: bool = False, unit: str = "") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``low <= value <= high`` (``low < value`` with
+    ``above``). NaN and infinities never pass: every bound is finite."""
+    if not (low < value <= high if above else low <= value <= high):
+        low_, high_ = (f"{b:g}" if isinstance(b, float) else str(b) for b in (low, high))
+        span = f"above {low_}{unit} and at most {high_}{unit}" if above else f"within {low_}..{high_}{unit}"
+        raise ValueError(f"{name} must be {span}, got {value}")

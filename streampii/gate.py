@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from streampii.detectors import Detections, Detector
+from streampii.errors import check_range
 from streampii.masks import block_means
 from streampii.sampler import Frame
 from streampii.timing import StageTimes
@@ -86,8 +87,7 @@ class GateOptions:
         for name in ("face_score", "text_score"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"gate {name} must be between 0 and 1, got {getattr(self, name)}")
-        if self.redetect_after < 0:
-            raise ValueError(f"gate redetect_after must be 0 or more seconds, got {self.redetect_after}")
+        check_range("gate redetect_after", self.redetect_after, 0, 3600, unit=" s")
         if not 0.0 <= self.still_level <= 255.0:
             raise ValueError(f"gate still_level must be between 0 and 255, got {self.still_level}")
         if self.detect_every < 1:

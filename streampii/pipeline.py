@@ -24,7 +24,7 @@ from streampii.analyzers import Analyzer, WindowResult
 from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch only with a model
 from streampii.chunks import can_split, default_workers, sample_in_chunks
 from streampii.detectors import Detector
-from streampii.errors import InputError, OutputError
+from streampii.errors import InputError, OutputError, check_range
 from streampii.events import Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.lending import Lender
@@ -46,6 +46,9 @@ LIVE_WINDOW_ROWS = 600
 # measured 4-6% less decode CPU in a --blur run (its threads' and ours), 20% beside a consumer
 # that sleeps between frames.
 READ_AHEAD = 8
+DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what --device accepts
+MAX_BATCH = 256  # windows per generate call: far past the 32 that docs/performance.md measured
+MAX_NEW_TOKENS = 32768  # Qwen2-VL's context
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,15 @@ class WatchOptions:
     # decoders working side by side on a file's keyframe chunks (0: one per CPU and one more; 1: a single
     # decoder). Not a setting: the frames are the same either way.
     decode_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not DEVICES.fullmatch(self.device):
+            raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check_range("--batch-size", self.batch_size, 1, MAX_BATCH)
+        check_range("--max-new-tokens", self.max_new_tokens, 16, MAX_NEW_TOKENS)
+        self.windows.frame_counts(self.sampler.fps)  # raises when a window would hold too many frames
+        if self.detectors_alone and not self.redact.detect:
+            raise ValueError("--detect must name at least one kind for the detectors to run alone")
 
     def settings(self) -> dict:
         settings = {

@@ -26,7 +26,7 @@ import numpy as np
 
 from streampii.detectors import Detections, Detector, parse_detect
 from streampii.detectors.hints import hint_detections
-from streampii.errors import OutputError
+from streampii.errors import OutputError, check_range
 from streampii.events import Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
 from streampii.regions import Rect, changed_regions, inside, refresh
@@ -44,7 +44,7 @@ from streampii.source import (
 )
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
-from streampii.writer import VideoWriter, remove_partials
+from streampii.writer import X264_PRESETS, VideoWriter, remove_partials
 
 
 @dataclass(frozen=True)
@@ -93,16 +93,21 @@ class RedactOptions:
             raise ValueError(f"--mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.shape not in SHAPES:
             raise ValueError(f"--mask-shape must be one of {', '.join(SHAPES)}, got {self.shape!r}")
-        for name in (
-            *("detect_interval", "text_interval", "margin", "padding", "idle_interval", "region_max"),
-            *("static_threshold", "faint_threshold", "static_max_age", "whole_max_age"),
+        check_range("--face-threshold", self.face_threshold, 0, 1)
+        check_range("--text-threshold", self.text_threshold, 0, 1)
+        check_range("--mask-scale", self.mask_scale, 0, 10, above=True)
+        # frames wait `margin` + an interval for later detections (memory), and a newcomer may go
+        # unmasked for interval - margin: intervals of seconds make no sense for either
+        check_range("--detect-interval", self.detect_interval, 0, 2, unit=" s")
+        for name, high in (
+            *(("text_interval", 2), ("idle_interval", 2), ("margin", 2), ("padding", 60), ("max_hold", 60)),
+            *(("static_max_age", 3600), ("whole_max_age", 3600), ("region_max", 1)),
+            *(("static_threshold", 255), ("faint_threshold", 255)),  # grey levels
         ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
-        if self.mask_scale <= 0:
-            raise ValueError(f"mask scale must be above 0, got {self.mask_scale}")
-        if not 0 <= self.crf <= 51:
-            raise ValueError(f"crf must be within 0..51, got {self.crf}")
+            check_range(name, getattr(self, name), 0, high)
+        check_range("--crf", self.crf, 0, 51)
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"--preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
 
 
 @dataclass

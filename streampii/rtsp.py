@@ -24,7 +24,7 @@ from pathlib import Path
 
 import av
 
-from streampii.errors import InputError
+from streampii.errors import InputError, check_range
 from streampii.source import DecodedFrame, DecodeReport, VideoInfo, describe, redact_url, seconds
 
 log = logging.getLogger("streampii.rtsp")
@@ -87,6 +87,16 @@ class LiveOptions:
     record_name: str = "{stem}_%Y%m%dT%H%M%S"  # strftime part as ffmpeg -strftime 1 writes it (local time)
     record_format: str = "mp4"
     ffmpeg_options: dict[str, str] = field(default_factory=dict)  # extra demuxer options
+
+    def __post_init__(self) -> None:
+        check_range("--timeout", self.open_timeout, 0, 3600, above=True, unit=" s")
+        check_range("--timeout", self.read_timeout, 0, 3600, above=True, unit=" s")
+        check_range("--segment-seconds", self.segment_seconds, 0, 86400, above=True, unit=" s")
+        check_range("backoff_initial", self.backoff_initial, 0, 3600, unit=" s")
+        check_range("backoff_max", self.backoff_max, 0, 3600, unit=" s")
+        if self.max_outage is not None:
+            check_range("max_outage", self.max_outage, 0, 7 * 86400, unit=" s")
+        check_range("queue_frames", self.queue_frames, 1, 10_000)
 
     def av_options(self) -> dict[str, str]:
         options = {

@@ -15,10 +15,13 @@ from typing import TypeVar
 
 import numpy as np
 
+from streampii.errors import check_range
 from streampii.source import DecodedFrame, to_small_array
 
 GRID = 28  # Qwen2-VL: 14-pixel patches merged 2x2
 MAX_ASPECT_RATIO = 200
+MAX_FPS = 1000.0  # above any video's frame rate: each frame is picked at most once
+MAX_PIXELS = 16384 * GRID * GRID  # qwen_vl_utils' largest image (IMAGE_MAX_TOKEN_NUM tokens)
 T = TypeVar("T")
 
 
@@ -29,10 +32,8 @@ class SamplerOptions:
     min_pixels: int = 128 * GRID * GRID  # qwen_vl_utils' minimum for video frames
 
     def __post_init__(self) -> None:
-        if not self.fps > 0:
-            raise ValueError(f"--fps must be above 0, got {self.fps}")
-        if self.max_pixels < GRID * GRID:
-            raise ValueError(f"--max-pixels must be at least {GRID * GRID}, got {self.max_pixels}")
+        check_range("--fps", self.fps, 0, MAX_FPS, above=True)
+        check_range("--max-pixels", self.max_pixels, GRID * GRID, MAX_PIXELS)
         if self.min_pixels > self.max_pixels:
             object.__setattr__(self, "min_pixels", self.max_pixels)
 

@@ -23,7 +23,7 @@ import av
 import typer
 
 from streampii import cli_options as opts
-from streampii.errors import InputError
+from streampii.errors import InputError, check_range
 from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, stage_models
 from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES, is_own_output
@@ -163,6 +163,12 @@ class SegmentRun:
     error: str | None = None
 
 
+def check_scan(settle: float, poll: float) -> None:
+    """``ValueError`` unless ``settle`` and ``poll`` are seconds a folder scan can work with."""
+    check_range("--settle", settle, 0, 86400, unit=" s")
+    check_range("--poll", poll, 0, 3600, above=True, unit=" s")
+
+
 def process_folder(
     folder: Path,
     process: Callable[[Segment], object],
@@ -179,6 +185,7 @@ def process_folder(
     """Run ``process`` on every finished segment not yet done, oldest first; with ``watch``,
     keep polling for new segments until ``stop`` is set. ``InputError`` from one segment is
     recorded and the others go on. ``out``: the output folder, whose own videos are skipped."""
+    check_scan(settle, poll)
     if not folder.is_dir():
         raise InputError(str(folder), "no such folder")
     runs: list[SegmentRun] = []
@@ -244,6 +251,7 @@ def segments_command(
         cli._error(f"{folder}: no such folder")
         raise typer.Exit(cli.EXIT_USAGE)
     try:
+        check_scan(settle, poll)
         options = WatchOptions(
             out=out_dir,
             sampler=SamplerOptions(fps=fps, max_pixels=max_pixels),

@@ -11,7 +11,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from streampii.errors import check_range
 from streampii.sampler import Frame
+
+MAX_WINDOW = 3600.0  # seconds
+MAX_WINDOW_FRAMES = 768  # qwen_vl_utils' most frames per video (FPS_MAX_FRAMES); all held in memory
 
 
 @dataclass(frozen=True)
@@ -20,13 +24,19 @@ class WindowOptions:
     stride: float = 6.0  # seconds
 
     def __post_init__(self) -> None:
-        if not self.window > 0 or not self.stride > 0:
-            raise ValueError("--window and --stride must be above 0 seconds")
+        check_range("--window", self.window, 0, MAX_WINDOW, above=True, unit=" s")
+        check_range("--stride", self.stride, 0, MAX_WINDOW, above=True, unit=" s")
         if self.stride > self.window:
             raise ValueError(f"--stride ({self.stride}s) larger than --window ({self.window}s) would skip frames")
 
     def frame_counts(self, fps: float) -> tuple[int, int]:
-        """(frames per window, frames per stride), both even and at least 2."""
+        """(frames per window, frames per stride), both even and at least 2; ``ValueError`` when a
+        window would hold more than ``MAX_WINDOW_FRAMES``."""
+        if not self.window * fps <= MAX_WINDOW_FRAMES:
+            raise ValueError(
+                f"--window {self.window:g} s at --fps {fps:g} is {self.window * fps:g} frames a window:"
+                f" at most {MAX_WINDOW_FRAMES} (shorten --window or lower --fps)"
+            )
         size = max(2, _even(round(self.window * fps)))
         step = min(size, max(2, _even(round(self.stride * fps))))
         return size, step

@@ -19,6 +19,8 @@ from streampii.source import seconds
 
 # Audio packets read ahead to find each stream's first one for the MP4 test (20 s of AAC).
 FIRST_PACKETS = 1000
+# libx264's presets, fastest first (x264_preset_names in x264.h); anything else fails only when the encoder opens
+X264_PRESETS = tuple("ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split())
 
 
 def mp4_takes(stream: av.audio.AudioStream, packet: av.Packet | None) -> bool:

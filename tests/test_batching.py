@@ -142,7 +142,7 @@ def test_cli_jobs_runs_inputs_at_once(clips: dict[str, Path], tmp_path: Path) ->
         assert manifest["state"] == "complete"
 
 
-@pytest.mark.parametrize("jobs", ["0", "-1"])
+@pytest.mark.parametrize("jobs", ["0", "-1", "257"])
 def test_jobs_must_be_positive(jobs: str, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "streampii", "watch", "x.mp4", "--jobs", jobs], capture_output=True, text=True

@@ -164,6 +164,55 @@ def test_an_out_folder_that_cannot_be_one_is_a_usage_error(tmp_path: Path, comma
     assert not list(tmp_path.glob("*.manifest.json"))  # before any input is read
 
 
+BAD_OPTIONS = [  # (command, options, the error line's start)
+    ("watch", ["--fps", "inf"], "--fps must be above 0 and at most 1000, got inf"),
+    ("watch", ["--fps", "1e300"], "--fps must be above 0 and at most 1000"),
+    ("watch", ["--fps", "200"], "--window 8 s at --fps 200 is 1600 frames a window: at most 768"),
+    ("watch", ["--window", "inf"], "--window must be above 0 s and at most 3600 s, got inf"),
+    ("watch", ["--window", "1e300", "--stride", "1"], "--window must be above 0 s"),
+    ("watch", ["--max-pixels", "100000000000"], "--max-pixels must be within 784..12845056"),
+    ("watch", ["--blur", "--mask-scale", "inf"], "--mask-scale must be above 0 and at most 10"),
+    ("watch", ["--blur", "--preset", "bogus"], "--preset must be one of ultrafast, superfast,"),
+    ("watch", ["--face-threshold", "2"], "--face-threshold must be within 0..1, got 2.0"),
+    ("watch", ["--face-threshold", "nan"], "--face-threshold must be within 0..1, got nan"),
+    ("watch", ["--text-threshold", "-0.1"], "--text-threshold must be within 0..1"),
+    ("watch", ["--detect-interval", "inf"], "--detect-interval must be within 0..2 s"),
+    ("watch", ["--device", "bogus", "--vlm", "qwen2-vl"], "--device must be auto, cpu, cuda or cuda:N"),
+    ("watch", ["--max-new-tokens", "100000000"], "--max-new-tokens must be within 16..32768"),
+    ("watch", ["--batch-size", "100000"], "--batch-size must be within 1..256"),
+    ("watch", ["--timeout", "inf"], "--timeout must be above 0 s"),
+    ("watch", ["--segment-seconds", "nan"], "--segment-seconds must be above 0 s"),
+    ("watch", ["--record", "clip.mp4"], "--record clip.mp4: not a folder"),
+    ("watch", ["--blur", "--vlm", "off", "--detect", ""], "--detect must name at least one of face, plate, text"),
+    ("watch", ["--vlm", "auto", "--detect", " , "], "--detect must name at least one of face, plate, text"),
+    ("segments", ["--fps", "inf"], "--fps must be above 0"),
+    ("segments", ["--settle", "nan"], "--settle must be within 0..86400 s"),
+    ("segments", ["--watch", "--poll", "0"], "--poll must be above 0 s"),
+    ("segments", ["--blur", "--vlm", "off", "--detect", ""], "--detect must name at least one"),
+]
+
+
+@pytest.mark.parametrize(("command", "options", "message"), BAD_OPTIONS)
+def test_bad_option_values_are_one_line_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, options: list[str], message: str
+) -> None:
+    """Every number finite and within its range, every name one that exists: a usage error
+    before any input is read or any model loaded, never a traceback or a run that masks nothing."""
+    from typer.testing import CliRunner
+
+    from streampii import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([], "no VLM here"))
+    write_video(tmp_path / "clip.mp4", [i / 5 for i in range(10)])
+    target = "clip.mp4" if command == "watch" else "."
+    result = CliRunner().invoke(cli.app, [command, target, "--out", "out", *options])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith(f"streampii: error: {message}"), result.output
+    assert not list(tmp_path.glob("out/*.manifest.json"))
+
+
 def test_same_stem_in_two_folders_gets_two_outputs(tmp_path: Path) -> None:
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

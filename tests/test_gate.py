@@ -281,6 +281,8 @@ def test_options_are_checked_and_described() -> None:
         GateOptions(face_score=-0.1)
     with pytest.raises(ValueError, match="still_level"):
         GateOptions(still_level=-1)
+    with pytest.raises(ValueError, match="redetect_after"):
+        GateOptions(redetect_after=float("nan"))
     assert Gate(GateOptions(mode="off")).describe() == {"mode": "off"}
     assert Gate(GateOptions(mode="motion")).describe() == {
         "mode": "motion",

@@ -47,3 +47,7 @@ def test_bad_options_are_rejected() -> None:
         WindowOptions(window=4, stride=6)
     with pytest.raises(ValueError):
         WindowOptions(window=0, stride=0)
+    with pytest.raises(ValueError, match="--window must be above 0 s"):
+        WindowOptions(window=float("inf"))
+    with pytest.raises(ValueError, match="8e\\+299 frames a window: at most 768"):  # not an OverflowError later
+        WindowOptions(window=8, stride=1).frame_counts(1e299)
