@@ -96,8 +96,8 @@ class RedactOptions:
         check_range("--face-threshold", self.face_threshold, 0, 1)
         check_range("--text-threshold", self.text_threshold, 0, 1)
         check_range("--mask-scale", self.mask_scale, 0, 10, above=True)
-        # frames wait `margin` + an interval for later detections (memory), and a newcomer may go
-        # unmasked for interval - margin: intervals of seconds make no sense for either
+        # frames wait `margin` + an interval for later detections (memory), and boxes are held an
+        # interval around each look (masks on frames the object has left): seconds make no sense
         check_range("--detect-interval", self.detect_interval, 0, 2, unit=" s")
         for name, high in (
             *(("text_interval", 2), ("idle_interval", 2), ("margin", 2), ("padding", 60), ("max_hold", 60)),
