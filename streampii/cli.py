@@ -173,7 +173,7 @@ def watch_command(
         typer.Option(
             min=1,
             max=MAX_BATCH,
-            help="Inputs processed at once; their VLM windows are batched together.",
+            help="Files processed at once (each camera runs beside them); their VLM windows are batched together.",
             rich_help_panel="VLM",
         ),
     ] = 1,
@@ -220,6 +220,7 @@ def watch_command(
     stems = _unique_stems([s for s in sources if isinstance(s, str)])
     device = _analyzer_device(analyzers)
     live_inputs = any(is_live(s) for s in sources if isinstance(s, str))
+    jobs = _workers(jobs, [s for s in sources if isinstance(s, str)])
     if batch_size is None:  # per input as default_batch_size says; inputs side by side share calls on a GPU
         per_input = default_batch_size(device, live_inputs, blur)
         shared_batch = max(per_input, jobs) if device.startswith("cuda") else 1
@@ -261,7 +262,9 @@ def watch_command(
         for source in sources:
             if isinstance(source, InputError):
                 _error(str(source))
+        # cameras first: each has a worker of its own from the start (_workers)
         todo = [(n, s) for n, s in enumerate(sources) if isinstance(s, str)]
+        todo.sort(key=lambda item: not is_live(item[1]))
         try:
             if jobs > 1:
                 with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="streampii-input") as pool:
@@ -282,6 +285,10 @@ def watch_command(
     failures = sum(isinstance(s, InputError) for s in sources) + sum(
         isinstance(o, InputError) for o in outcomes.values()
     )
+    for n, source in todo:
+        if n not in outcomes:  # a stop came before its turn
+            _warn(f"{redact_url(source)}: not started (stopped first)")
+            failures += 1
     for result in results:
         if result.state != "complete":
             _warn(f"{result.source}: {result.error or result.state}")
@@ -291,6 +298,15 @@ def watch_command(
     if incomplete == 0:
         raise typer.Exit(EXIT_OK)
     raise typer.Exit(EXIT_FAILED if incomplete == len(sources) and not results else EXIT_PARTIAL)
+
+
+def _workers(jobs: int, sources: list[str]) -> int:
+    """Inputs run at once: ``jobs`` files, beside a worker for each camera. A camera has no end:
+    sharing a worker with the inputs after it, it would keep them from ever starting."""
+    cameras = sum(is_live(s) for s in sources)
+    if not cameras:
+        return jobs
+    return cameras + min(jobs, len(sources) - cameras)
 
 
 def _progress() -> Progress:

@@ -235,3 +235,66 @@ def test_a_failed_warm_up_is_a_warning_and_the_camera_still_opens(tmp_path: Path
     result = CliRunner().invoke(cli.app, args)
     assert "warning: warm-up failed (RuntimeError: CUDA error: an illegal memory access" in result.output
     assert order == ["open"] and result.exit_code == 1  # the camera's own failure, as without a warm-up
+
+
+def test_a_camera_does_not_keep_the_files_after_it_from_starting(tmp_path: Path) -> None:
+    """A camera has no end: at --jobs 1 the file after it never started, and a stop ended the run
+    with exit 0 and no word of it. Each camera now has a worker of its own beside the files'."""
+    import os
+    import signal
+    import time
+
+    from live_helpers import HERE, RtspServer, gst_rtsp_available
+
+    if not gst_rtsp_available() and not os.environ.get("STREAMPII_REQUIRE_RTSP"):
+        pytest.skip("GStreamer RTSP server not installed")
+    from videos import write_video
+
+    clip = write_video(tmp_path / "clip.mp4", [i / 5 for i in range(15)])
+    out = tmp_path / "out"
+    server = RtspServer("--pattern", "white").start()
+    try:
+        cmd = [sys.executable, "-m", "streampii", "watch", server.url(), str(clip), "--vlm", "off", "--out", str(out)]
+        proc = subprocess.Popen(
+            [*cmd, "--timeout", "5"], stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(HERE)}
+        )
+        manifest, started = out / "clip.manifest.json", time.monotonic()
+        # the file done, and the camera's frames coming (as in test_rtsp's SIGTERM test)
+        while time.monotonic() < started + 60 and not (manifest.exists() and '"complete"' in manifest.read_text()):
+            time.sleep(0.5)
+        time.sleep(max(0.0, started + 6 - time.monotonic()))
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        server.stop()
+    assert json.loads(manifest.read_text())["state"] == "complete", stderr
+    assert proc.returncode == 0, stderr
+
+
+def test_inputs_a_stop_came_before_are_named_and_the_run_is_partial(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+    from videos import write_video
+
+    from streampii import cli
+    from streampii.pipeline import RunResult
+
+    flags = []
+
+    class Flag(cli.StopFlag):
+        def __init__(self) -> None:
+            super().__init__()
+            flags.append(self)
+
+    def stopped_during(source, *args, **kwargs) -> RunResult:
+        flags[0].set("SIGTERM")  # the first input is stopped: the second never starts
+        return RunResult(source, "interrupted")
+
+    monkeypatch.setattr(cli, "StopFlag", Flag)
+    monkeypatch.setattr(cli, "_watch_one", stopped_during)
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([], "no VLM here"))
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.mp4", "b.mp4"):
+        write_video(tmp_path / name, [i / 5 for i in range(5)])
+    result = CliRunner().invoke(cli.app, ["watch", "a.mp4", "b.mp4", "--vlm", "off", "--out", "out"])
+    assert result.exit_code == 3, result.output
+    assert "b.mp4: not started (stopped first)" in result.output
