@@ -475,7 +475,7 @@ def _run(
                             redactor.add_hints(findings)
                             redactor.release(frontier)
                     detector_events(log)
-                _write_debug(out, stem, rows)
+                _write_debug(out, stem, rows, LIVE_WINDOW_ROWS if info.live else None)
                 if resume is not None:
                     data = _resume_data(log, by_category, result, window_rows)
                     resume.window_done(window.index, window.end, log, merger, data)
@@ -627,13 +627,19 @@ def _window_row(window: Window, rows: list[WindowResult], decision: GateDecision
     return row
 
 
-def _write_debug(out: Path, stem: str, rows: list[WindowResult]) -> None:
+def _write_debug(out: Path, stem: str, rows: list[WindowResult], keep: int | None = None) -> None:
+    """The raw answers of failed windows, a file each in ``<stem>.debug/``; ``keep``: only the
+    latest that many (a camera has no end: a model that keeps failing would fill the disk)."""
+    folder = out / f"{stem}.debug"
     for r in rows:
         raw = getattr(r, "raw", None)
         if r.error and raw is not None:
-            folder = out / f"{stem}.debug"
             folder.mkdir(exist_ok=True)
             (folder / f"window-{r.window.index:05d}.{r.analyzer}.txt").write_text(raw, encoding="utf-8")
+    if keep is not None and any(r.error for r in rows) and folder.is_dir():
+        files = sorted(folder.iterdir(), key=lambda f: (f.stat().st_mtime_ns, f.name))
+        for stale in files[: max(0, len(files) - keep)]:
+            stale.unlink(missing_ok=True)
 
 
 class _StageTimer(StageTimes):

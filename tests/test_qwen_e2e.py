@@ -323,3 +323,20 @@ def test_auto_without_gpu_or_cached_weights_runs_without_the_vlm(tmp_path: Path)
     events = [json.loads(line) for line in (out / "street.events.jsonl").read_text().splitlines()]
     assert {e["category"] for e in events} == {"face", "license_plate"}
     assert {e["detector"] for e in events} <= {"centerface", "ppocr"}
+
+
+def test_a_cameras_debug_files_keep_the_latest_only(tmp_path) -> None:
+    """A camera has no end: a model that keeps failing wrote a debug file a window for ever."""
+    from qwen_helpers import make_window
+
+    from streampii.analyzers import WindowResult
+    from streampii.pipeline import _write_debug
+
+    for index in range(5):
+        window = make_window([0.0, 1.0], index=index)
+        failed = WindowResult(window, [], "qwen2-vl", error="unreadable answer", raw=f"answer {index}")
+        _write_debug(tmp_path, "cam", [failed], keep=3)
+    answered = WindowResult(make_window([0.0, 1.0], index=5), [], "qwen2-vl")
+    _write_debug(tmp_path, "cam", [answered], keep=3)  # no file, none removed
+    names = sorted(p.name for p in (tmp_path / "cam.debug").iterdir())
+    assert names == [f"window-{i:05d}.qwen2-vl.txt" for i in (2, 3, 4)]
