@@ -340,7 +340,7 @@ class _Source:
 
     def close(self) -> None:
         if self.redactor is not None:
-            self.redactor.finish()  # a stop or an error still leaves a playable (shorter) video
+            self.redactor.finish(cut=True)  # a stop or an error still leaves a playable (shorter) video
         if self.camera is not None:
             self.camera.close()
         if self.container is not None:
@@ -490,7 +490,7 @@ def _run(
         emit(merger.close(), log)
         if redactor is not None:
             with timer.stage("redact_released"):
-                redactor.finish()
+                redactor.finish(cut=result.state == "interrupted")
             detector_events(log)
             result.outputs.update(redactor.report.outputs())
         result.events = log.count

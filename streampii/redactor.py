@@ -398,8 +398,9 @@ class Redactor:
     def buffered(self) -> int:
         return len(self._buffer)
 
-    def finish(self) -> RedactReport:
-        """Write every remaining frame and close the output (also after an error or a stop)."""
+    def finish(self, cut: bool = False) -> RedactReport:
+        """Write every remaining frame and close the output (also after an error or a stop).
+        ``cut``: the input was not read to its end (a stop, an error): its audio ends with the video."""
         if self._finished:
             return self.report
         self._finished = True
@@ -409,7 +410,7 @@ class Redactor:
                 self._render(self._buffer.popleft())
             self._emit(self.tracker.close_all())
         finally:
-            self.output.close()
+            self.output.close(cut)
         self.report.events.sort(key=lambda e: (e.start, e.category))
         self.report.seconds = time.perf_counter() - self._started
         return self.report
@@ -584,7 +585,7 @@ class _Output:
             self._audio(w)
             self.writer = None
 
-    def close(self) -> None:
+    def close(self, cut: bool = False) -> None:
         if self.failed:
             return
         with self.report.times.stage("encode"):
@@ -592,7 +593,9 @@ class _Output:
                 if self.options.clips:
                     self._end_clip()
                 elif self.writer is not None:
-                    self.writer.close()
+                    # a video cut short (a stop) gets the audio of its own stretch, not the input's rest
+                    frame_time = 1.0 / self.info.fps if self.info.fps else 0.0
+                    self.writer.close(audio_until=(self.writer.last or 0.0) + frame_time if cut else None)
                     self.report.path = self.writer.path
             except Exception as exc:
                 raise self._failed(exc) from exc

@@ -518,3 +518,26 @@ def test_audio_that_mp4_cannot_hold_is_encoded_to_aac_in_sync(tmp_path, name, co
     best = max(lags, key=lambda k: np.dot(original[200:-200], heard[200 + k : len(original) - 200 + k]))
     assert best == 0  # the same sound at the same time (noise: no other shift matches)
     assert np.corrcoef(original, heard[: len(original)])[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_a_video_cut_short_by_a_stop_gets_the_audio_of_its_own_stretch(tmp_path, cut):
+    """A run stopped half-way wrote half the video and all of the input's audio after it: the file
+    said the full duration and played the rest as a frozen frame."""
+    import av
+    from videos import write_with_audio
+
+    from streampii.redactor import Redactor
+
+    path = tmp_path / "talk.mp4"
+    write_with_audio(path, "aac", seconds=4.0)
+    with open_video(str(path)) as container:
+        info = describe(container, str(path))
+        redactor = Redactor(info, tmp_path / "talk.redacted.mp4", RedactOptions(detect=("face",)), str(path))
+        for decoded in itertools.islice(decode_video(container, info), 24):  # 2 s of 4
+            redactor.push(decoded)
+        redactor.finish(cut=cut)
+    with av.open(str(tmp_path / "talk.redacted.mp4")) as out:
+        audio = out.streams.audio[0]
+        ends = [float((p.pts + p.duration) * audio.time_base) for p in out.demux(audio) if p.pts is not None]
+    assert max(ends) == pytest.approx(2.0 if cut else 4.0, abs=0.15)
