@@ -33,7 +33,7 @@ from streampii.rtsp import LiveOptions, LiveSource, is_live
 from streampii.sampler import Frame, SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
-from streampii.state import Resume, RunState, fingerprint, input_key
+from streampii.state import Resume, RunState, event_from_state, event_to_state, fingerprint, input_key
 from streampii.timing import StageTimes, ThreadGroup
 from streampii.windows import Window, WindowOptions, sliding_windows
 
@@ -431,13 +431,23 @@ def _run(
     else:
         manifest.extra["gate"] = lambda: {"mode": options.gate.mode if analyzers else "off (no VLM to spare)"}
 
-    def detector_events(log: EventLog) -> None:
-        for event in src.detector_events:  # the keys the VLM's events get from the merger: segment, wall clock
+    def keyed(events: list[Event]) -> list[Event]:
+        for event in events:  # the keys the VLM's events get from the merger: segment, wall clock
             event.extra = {**(extra or {}), **event.extra}
             if src.wall_clock is not None:
                 event.wall_start, event.wall_end = src.wall_clock(event.start), src.wall_clock(event.end)
-        emit(sorted(src.detector_events, key=lambda e: (e.start, e.category)), log)
+        return sorted(events, key=lambda e: (e.start, e.category))
+
+    def detector_events(log: EventLog) -> None:
+        emit(keyed(src.detector_events), log)
         src.detector_events.clear()
+
+    def checkpoint_data(log: EventLog) -> dict:
+        data = _resume_data(log, by_category, result, window_rows)
+        if info.live and redactor is not None:
+            # a camera's tracks may stay open for hours: a killed run's are logged as they stood
+            data["open_tracks"] = [event_to_state(e) for e in keyed(redactor.open_events())]
+        return data
 
     # a redacted video that cannot be written ends the input (OutputError): the manifest says so
     with (
@@ -449,6 +459,7 @@ def _run(
             by_category.update(resume.data.get("by_category", {}))
             if info.live:  # a restarted camera: events left open by the killed run cannot grow any more
                 emit(merger.close(), log)
+                emit([event_from_state(d) for d in resume.data.get("open_tracks", [])], log)
         manifest.save(result, report, timer, window_rows, by_category)
         last_save = time.monotonic()
         for batch in _batches(_gated(windows, gate, timer), options.batch_size):
@@ -477,8 +488,7 @@ def _run(
                     detector_events(log)
                 _write_debug(out, stem, rows, LIVE_WINDOW_ROWS if info.live else None)
                 if resume is not None:
-                    data = _resume_data(log, by_category, result, window_rows)
-                    resume.window_done(window.index, window.end, log, merger, data)
+                    resume.window_done(window.index, window.end, log, merger, checkpoint_data(log))
             if on_progress is not None:
                 on_progress(Progress(info.source, batch[-1][0].end, info.duration, result.windows, log.count))
             if time.monotonic() - last_save > MANIFEST_EVERY:
@@ -502,7 +512,7 @@ def _run(
             result.state = "complete"  # a camera has no end: a requested stop is its normal, clean end
         if resume is not None and result.state != "interrupted":
             # interrupted runs stay resumable: a restart cuts the log back to the last checkpoint
-            resume.finish(result.state, log, _resume_data(log, by_category, result, window_rows))
+            resume.finish(result.state, log, checkpoint_data(log))
     if result.state == "truncated":
         where = f"{report.last_time:.2f}s" if report.last_time is not None else "the start"
         result.error = f"damaged or cut short: read up to {where}" + (f" ({report.error})" if report.error else "")

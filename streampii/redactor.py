@@ -389,6 +389,10 @@ class Redactor:
             self._due[i] = t + max(0.0, min(self.options.idle_interval, self.options.margin) - interval)
         return True
 
+    def open_events(self) -> list[Event]:
+        """The detector tracks still open, as events ending at their latest detection."""
+        return [tr.to_event(self.info.source) for tr in self.tracker.tracks if not tr.closed and not tr.hint_only]
+
     def release(self, until: float | None) -> None:
         """The VLM has placed every box it will place before ``until`` (None: no VLM to wait for)."""
         self.hold_until = until

@@ -8,7 +8,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,56 @@ def test_sigkill_at_random_points_gives_the_same_log(tmp_path: Path) -> None:
     assert (out / "cam.events.jsonl").read_bytes() == expected
     manifest = json.loads((out / "cam.manifest.json").read_text())
     assert any(w["status"] == "resumed" for w in manifest["windows"])  # it resumed, not started over
+
+
+def test_a_killed_cameras_open_face_tracks_are_logged_on_restart(tmp_path: Path) -> None:
+    """The detectors alone on a camera: a face in view for the whole run is one open track, logged
+    only when it closes; a killed run lost it (hours of a person in view, no event). Each checkpoint
+    now holds the open tracks, and a restart logs them as they stood."""
+    import av
+    from live_helpers import RtspServer, gst_rtsp_available
+
+    from streampii.rtsp import LiveOptions, StopFlag
+    from tests.redact_clip import background, face_crop
+
+    if not gst_rtsp_available() and not os.environ.get("STREAMPII_REQUIRE_RTSP"):
+        pytest.skip("GStreamer RTSP server not installed")
+    face, _ = face_crop()
+    still = tmp_path / "still.mp4"
+    with av.open(str(still), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"crf": "12", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        image = background(320, 240)
+        image[60 : 60 + face.shape[0], 100 : 100 + face.shape[1]] = face
+        for i in range(100):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    srv = RtspServer("--file", str(still), "--width", "320", "--height", "240", "--fps", "10").start()
+    out = tmp_path / "out"
+    options = WatchOptions(
+        out=out, sampler=SamplerOptions(fps=2), windows=WindowOptions(window=2.0, stride=1.0), gate=NO_GATE,
+        detectors_alone=True,
+    )  # fmt: skip
+    live = LiveOptions(open_timeout=5, read_timeout=3, backoff_initial=0.3, backoff_max=1.0, max_outage=20)
+
+    def killed_after_four_windows(progress) -> None:
+        if progress.windows >= 4:
+            raise KeyboardInterrupt  # dies like a kill: nothing after it is written
+
+    try:
+        with RunState(out) as state, pytest.raises(KeyboardInterrupt):
+            watch(srv.url(), options, [], stem="cam", live=live, state=state, on_progress=killed_after_four_windows)
+        assert not (out / "cam.events.jsonl").read_text()  # the face's track was still open
+        restarted = time.time()
+        stop = StopFlag()
+        threading.Timer(3.0, stop.set, args=("test",)).start()
+        with RunState(out) as state:
+            watch(srv.url(), options, [], stem="cam", stop=stop, live=live, state=state)
+    finally:
+        srv.stop()
+    faces = [json.loads(line) for line in (out / "cam.events.jsonl").read_text().splitlines()]
+    assert [e["category"] for e in faces] == ["face", "face"]  # the killed run's, then the restart's
+    first_end = datetime.fromisoformat(faces[0]["wall_end"].replace("Z", "+00:00")).timestamp()
+    assert faces[0]["end"] - faces[0]["start"] >= 2.0 and first_end < restarted
