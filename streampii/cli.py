@@ -217,7 +217,8 @@ def watch_command(
     analyzers, note = _build_analyzers(options)
     options = _detectors_alone(options, analyzers)
     sources = expand_inputs(inputs, out_dir)
-    stems = _unique_stems([s for s in sources if isinstance(s, str)])
+    with RunState(out_dir) if resume else nullcontext() as state:
+        stems = _unique_stems([s for s in sources if isinstance(s, str)], state)
     device = _analyzer_device(analyzers)
     live_inputs = any(is_live(s) for s in sources if isinstance(s, str))
     jobs = _workers(jobs, [s for s in sources if isinstance(s, str)])
@@ -438,15 +439,22 @@ def _build_analyzers(options: WatchOptions) -> tuple[list, str | None]:
         raise typer.Exit(EXIT_FAILED) from None
 
 
-def _unique_stems(sources: list[str]) -> dict[str, str]:
-    """An output stem for each source (distinct: ``expand_inputs`` keeps an input once)."""
+def _unique_stems(sources: list[str], state: RunState | None = None) -> dict[str, str]:
+    """An output stem for each source (distinct: ``expand_inputs`` keeps an input once). With the
+    ``--out`` folder's state, a source keeps the stem an earlier run gave it, and a new one takes
+    none that another source holds there: d1/x.mp4 and d2/x.mp4 keep x and x-2 whichever runs
+    alone later, instead of the later one overwriting x.*."""
     stems: dict[str, str] = {}
     used: set[str] = set()
     for source in sources:
-        stem = base = output_stem(source)
-        n = 2
-        while stem in used:
-            stem, n = f"{base}-{n}", n + 1
+        recorded = state.stem_of(source) if state is not None else None
+        if recorded is not None and recorded not in used:
+            stem = recorded
+        else:
+            stem = base = output_stem(source)
+            n = 2
+            while stem in used or (state is not None and state.stem_taken(stem, source)):
+                stem, n = f"{base}-{n}", n + 1
         used.add(stem)
         stems[source] = stem
     return stems
