@@ -27,7 +27,7 @@ from streampii.errors import InputError, check_range
 from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, stage_models
 from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES, is_own_output
-from streampii.state import RunState, input_key
+from streampii.state import RunState, fingerprint, input_key
 
 # Date and time inside a name: 20261125T101500, 20261125_101500, 20261125101500,
 # 2026-11-25T10-15-00, 2026-11-25_10:15:00..., optionally followed by Z or +0100 / +01:00.
@@ -154,6 +154,12 @@ def segment_stem(state: RunState, path: Path) -> str:
     return stem
 
 
+def file_fingerprint(path: Path) -> str:
+    """The segment file alone (size, modification time), not the settings: a segment that
+    failed is tried again once this changed (a copy completed), and only then."""
+    return fingerprint(str(path), {})
+
+
 @dataclass
 class SegmentRun:
     """What happened to one segment."""
@@ -189,14 +195,15 @@ def process_folder(
     if not folder.is_dir():
         raise InputError(str(folder), "no such folder")
     runs: list[SegmentRun] = []
-    attempted: set[Path] = set()  # failed segments are not retried in the same run
+    attempted: dict[Path, str] = {}  # a failed segment is not retried in the same run, unless its file changed
     while True:
         for segment in finished(list_segments(folder, local, out), settle):
             if stop is not None and stop.is_set():
                 return runs
-            if segment.path in attempted or is_done(segment):
+            version = file_fingerprint(segment.path)
+            if attempted.get(segment.path) == version or is_done(segment):
                 continue
-            attempted.add(segment.path)
+            attempted[segment.path] = version
             if segment.start is None:
                 segment = describe_segment(segment.path, local)
             run = SegmentRun(segment)
@@ -282,7 +289,10 @@ def segments_command(
             return input_key(str(segment.path), segment_stem(state, segment.path))
 
         def is_done(segment: Segment) -> bool:
-            return state.status(key(segment)) not in (None, "running", "interrupted")
+            row = state.get(key(segment))
+            if row is None or row.status in ("running", "interrupted"):
+                return False
+            return row.status != "failed" or row.fingerprint == file_fingerprint(segment.path)
 
         def process(segment: Segment):
             try:
@@ -299,7 +309,8 @@ def segments_command(
                     models=models,
                 )
             except InputError as exc:
-                state.mark(key(segment), "failed", exc.reason)  # a broken file is reported once, not every run
+                # a broken file is reported once, not every run: again only once the file changed
+                state.mark(key(segment), "failed", exc.reason, file_fingerprint(segment.path))
                 raise
 
         def report(run: SegmentRun) -> None:
@@ -325,7 +336,8 @@ def segments_command(
     results = [r.result for r in runs if r.result is not None]
     if results:
         cli.err.print(cli._summary(results, options))
-    bad = sum(1 for r in runs if r.error or (r.result is not None and r.result.state not in ("complete",)))
+    last = {r.segment.path: r for r in runs}.values()  # a segment tried again (its file changed): how it ended
+    bad = sum(1 for r in last if r.error or (r.result is not None and r.result.state not in ("complete",)))
     if bad == 0:
         raise typer.Exit(cli.EXIT_OK)
-    raise typer.Exit(cli.EXIT_FAILED if bad == len(runs) else cli.EXIT_PARTIAL)
+    raise typer.Exit(cli.EXIT_FAILED if bad == len(last) else cli.EXIT_PARTIAL)

@@ -132,9 +132,10 @@ class RunState:
             (status, log_offset, json.dumps(data or {}), time.time(), key),
         )
 
-    def mark(self, key: str, status: str, reason: str | None = None) -> None:
-        """Record an input that could not be processed at all (e.g. unreadable segment)."""
-        self._write(key, "", status, -1, None, 0, [], {"error": reason} if reason else {})
+    def mark(self, key: str, status: str, reason: str | None = None, fingerprint: str = "") -> None:
+        """Record an input that could not be processed at all (e.g. unreadable segment);
+        ``fingerprint``: of the file as it failed, to tell later whether it changed since."""
+        self._write(key, fingerprint, status, -1, None, 0, [], {"error": reason} if reason else {})
 
     def status(self, key: str) -> str | None:
         row = self._db.execute("SELECT status FROM inputs WHERE key = ?", (key,)).fetchone()

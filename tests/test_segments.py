@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -266,3 +267,55 @@ def test_detector_events_carry_segment_name_and_absolute_time(tmp_path: Path) ->
         assert event["segment"] == "cam1_20261125T101500Z.mp4"
         wall = datetime.fromisoformat(event["wall_start"].replace("Z", "+00:00")).timestamp()
         assert abs(wall - datetime(2026, 11, 25, 10, 15, tzinfo=UTC).timestamp() - event["start"]) < 0.002
+
+
+def test_a_failed_segment_is_tried_again_once_its_file_changed(tmp_path: Path, segment_video: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    data = segment_video.read_bytes()
+    copying = folder / "cam2_20261125T101000Z.mp4"
+    copying.write_bytes(data[: len(data) // 2])  # half copied, then left alone past --settle: read, fails
+    old(copying)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(out), "--vlm", "off"]
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 1 and copying.name in first.stderr, first.stderr
+    unchanged = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert unchanged.returncode == 0 and not unchanged.stderr.strip(), unchanged.stderr  # not retried, not re-reported
+    copying.write_bytes(data)  # the copy completed
+    old(copying)
+    changed = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert changed.returncode == 0 and f"{copying.name}: " in changed.stderr, changed.stderr
+    assert (out / "cam2_20261125T101000Z.manifest.json").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "event(s)" not in again.stderr, again.stderr
+
+
+def wait_for_text(path: Path, text: str, count: int = 1) -> str:
+    deadline = time.monotonic() + 60
+    while path.read_text().count(text) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return path.read_text()
+
+
+def test_watch_tries_a_failed_segment_again_once_its_file_changed(tmp_path: Path, segment_video: Path) -> None:
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    data = segment_video.read_bytes()
+    copying = folder / "cam2_20261125T101000Z.mp4"
+    copying.write_bytes(data[: len(data) // 2])
+    old(copying)
+    log = tmp_path / "stderr"
+    cmd = [sys.executable, "-m", "streampii", "segments", str(folder), "--out", str(tmp_path / "out"), "--vlm", "off"]
+    with log.open("w") as stderr:
+        proc = subprocess.Popen([*cmd, "--watch", "--poll", "0.05", "--settle", "0.5"], stderr=stderr)
+    try:
+        wait_for_text(log, "error: ")
+        time.sleep(1.0)  # many polls: an unchanged file is not tried again
+        copying.write_bytes(data)  # the copy completed
+        text = wait_for_text(log, "event(s)")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert text.count("error: ") == 1 and f"{copying.name}: " in text and "event(s)" in text, text
+    assert proc.returncode == 0, text  # the segment ended analysed: its earlier failure is not the run's outcome
