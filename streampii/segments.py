@@ -10,6 +10,7 @@ scheduled run (cron, systemd timer) picks up exactly the new ones.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -145,7 +146,7 @@ def segment_stem(state: RunState, path: Path) -> str:
     source, base = str(path), path.stem
     if state.status(input_key(source, base)) is not None:  # the common case, one look-up
         return base
-    recorded = state.stem_of(source)
+    recorded = state.stem_of(source) or _take_over_typed_path(state, path)
     if recorded is not None:
         return recorded
     stem, n = base, 2
@@ -158,6 +159,26 @@ def file_fingerprint(path: Path) -> str:
     """The segment file alone (size, modification time), not the settings: a segment that
     failed is tried again once this changed (a copy completed), and only then."""
     return fingerprint(str(path), {})
+
+
+def _take_over_typed_path(state: RunState, path: Path) -> str | None:
+    """Until 0.1.0 a segment was recorded under its path as typed (``rec/cam1.mp4``,
+    ``../rec/cam1.mp4``): a row of this segment so recorded is moved to its resolved ``path``
+    (its stem, status and checkpoint with it), so that it is neither done again nor given a
+    ``-2`` name. A relative path's working folder is unknown: it names this segment when its
+    folders (less leading ``..``) end ``path``'s."""
+    for key in state.keys_of_file(path.name):
+        stem, _, typed = key.partition("|")
+        recorded = Path(typed)
+        if recorded.is_absolute():
+            same = recorded.resolve() == path
+        else:
+            parts = tuple(p for p in Path(os.path.normpath(typed)).parts if p != "..")
+            same = path.parts[-len(parts) :] == parts
+        if same:
+            state.rename(key, input_key(str(path), stem))
+            return stem
+    return None
 
 
 @dataclass
@@ -194,6 +215,8 @@ def process_folder(
     check_scan(settle, poll)
     if not folder.is_dir():
         raise InputError(str(folder), "no such folder")
+    # one spelling of each segment's path (cron's absolute, a person's relative one): its key in the state
+    folder = folder.resolve()
     runs: list[SegmentRun] = []
     attempted: dict[Path, str] = {}  # a failed segment is not retried in the same run, unless its file changed
     while True:

@@ -155,6 +155,16 @@ class RunState:
         ).fetchone()
         return row is not None
 
+    def keys_of_file(self, name: str) -> list[str]:
+        """The keys of every input whose source ends in the file name ``name``, in any folder."""
+        tails = ("/" + name, "|" + name)
+        rows = self._db.execute("SELECT key FROM inputs WHERE substr(key, -?) IN (?, ?)", (len(tails[0]), *tails))
+        return [row[0] for row in rows]
+
+    def rename(self, key: str, new_key: str) -> None:
+        """Record an input under another key, with all it had (status, checkpoint, fingerprint)."""
+        self._db.execute("UPDATE inputs SET key = ? WHERE key = ?", (new_key, key))
+
     def finished_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT key FROM inputs WHERE status != 'running'")}
 

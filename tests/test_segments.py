@@ -20,7 +20,14 @@ from videos import write_video
 from streampii.pipeline import WatchOptions, watch
 from streampii.rtsp import StopFlag
 from streampii.sampler import SamplerOptions
-from streampii.segments import describe_segment, finished, list_segments, name_time, process_folder
+from streampii.segments import (
+    describe_segment,
+    finished,
+    list_segments,
+    name_time,
+    process_folder,
+    segment_stem,
+)
 from streampii.state import RunState, input_key
 from streampii.windows import WindowOptions
 
@@ -319,3 +326,36 @@ def test_watch_tries_a_failed_segment_again_once_its_file_changed(tmp_path: Path
         proc.wait(timeout=60)
     assert text.count("error: ") == 1 and f"{copying.name}: " in text and "event(s)" in text, text
     assert proc.returncode == 0, text  # the segment ended analysed: its earlier failure is not the run's outcome
+
+
+def test_one_folder_named_three_ways_is_processed_once(tmp_path: Path, segment_video: Path) -> None:
+    """cron names the folder by its absolute path, a person by a relative one: one state for both."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old(Path(shutil.copy(segment_video, folder / "cam1_20261125T101500Z.mp4")))
+    runs = [("rec", tmp_path), (str(folder), tmp_path), (".", folder)]
+    stderr = []
+    for spelling, cwd in runs:
+        cmd = [sys.executable, "-m", "streampii", "segments", spelling, "--out", str(tmp_path / "out"), "--vlm", "off"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=cwd)
+        assert done.returncode == 0, done.stderr
+        stderr.append(done.stderr)
+    assert "event(s)" in stderr[0] and not any("event(s)" in text for text in stderr[1:]), stderr
+    assert [p.name for p in (tmp_path / "out").glob("*.manifest.json")] == ["cam1_20261125T101500Z.manifest.json"]
+
+
+def test_a_segment_recorded_under_its_path_as_typed_keeps_its_row(tmp_path: Path) -> None:
+    """State written before segments were keyed by their resolved path: the row of the same file is
+    taken over (not done again, no -2 name); a file of the same name elsewhere is another segment."""
+    segment = tmp_path / "rec" / "cam1.mp4"
+    with RunState(tmp_path / "out") as state:
+        state.mark(input_key("/elsewhere/rec/cam1.mp4", "cam1"), "complete")
+        state.mark(input_key("other/cam1.mp4", "cam1"), "complete")
+        assert segment_stem(state, segment) == "cam1-2"  # (before: another segment of that name only)
+        for typed in ("rec/cam1.mp4", "../rec/./cam1.mp4", "cam1.mp4"):
+            state.forget(input_key(str(segment), "cam1-2"))
+            state.mark(input_key(typed, "cam1"), "complete")
+            assert segment_stem(state, segment) == "cam1", typed
+            assert state.status(input_key(str(segment), "cam1")) == "complete"
+            assert state.status(input_key(typed, "cam1")) is None
+            state.forget(input_key(str(segment), "cam1"))
