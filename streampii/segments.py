@@ -188,6 +188,7 @@ class SegmentRun:
     segment: Segment
     result: object | None = None  # pipeline.RunResult
     error: str | None = None
+    gone: bool = False  # deleted or renamed before it was read (a recorder's retention): not a failure
 
 
 def check_scan(settle: float, poll: float) -> None:
@@ -211,7 +212,8 @@ def process_folder(
 ) -> list[SegmentRun]:
     """Run ``process`` on every finished segment not yet done, oldest first; with ``watch``,
     keep polling for new segments until ``stop`` is set. ``InputError`` from one segment is
-    recorded and the others go on. ``out``: the output folder, whose own videos are skipped."""
+    recorded and the others go on (from a segment deleted or renamed since the scan: ``gone``).
+    ``out``: the output folder, whose own videos are skipped."""
     check_scan(settle, poll)
     if not folder.is_dir():
         raise InputError(str(folder), "no such folder")
@@ -233,7 +235,10 @@ def process_folder(
             try:
                 run.result = process(segment)
             except InputError as exc:
-                run.error = str(exc)
+                if segment.path.exists():
+                    run.error = str(exc)
+                else:
+                    run.gone = True
             runs.append(run)
             if on_segment is not None:
                 on_segment(run)
@@ -332,12 +337,15 @@ def segments_command(
                     models=models,
                 )
             except InputError as exc:
-                # a broken file is reported once, not every run: again only once the file changed
-                state.mark(key(segment), "failed", exc.reason, file_fingerprint(segment.path))
+                if segment.path.exists():  # (deleted meanwhile: nothing to record, process_folder skips it)
+                    # a broken file is reported once, not every run: again only once the file changed
+                    state.mark(key(segment), "failed", exc.reason, file_fingerprint(segment.path))
                 raise
 
         def report(run: SegmentRun) -> None:
-            if run.error:
+            if run.gone:
+                cli.err.print(f"streampii: {run.segment.name}: deleted or renamed before its turn", markup=False)
+            elif run.error:
                 cli._error(run.error)
             elif run.result is not None and run.result.state != "complete":
                 cli._warn(f"{run.segment.name}: {run.result.error or run.result.state}")
@@ -359,7 +367,8 @@ def segments_command(
     results = [r.result for r in runs if r.result is not None]
     if results:
         cli.err.print(cli._summary(results, options))
-    last = {r.segment.path: r for r in runs}.values()  # a segment tried again (its file changed): how it ended
+    # how each segment ended (tried again once its file changed: the last try); one deleted before its turn: none
+    last = {r.segment.path: r for r in runs if not r.gone}.values()
     bad = sum(1 for r in last if r.error or (r.result is not None and r.result.state not in ("complete",)))
     if bad == 0:
         raise typer.Exit(cli.EXIT_OK)

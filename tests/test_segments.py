@@ -359,3 +359,34 @@ def test_a_segment_recorded_under_its_path_as_typed_keeps_its_row(tmp_path: Path
             assert state.status(input_key(str(segment), "cam1")) == "complete"
             assert state.status(input_key(typed, "cam1")) is None
             state.forget(input_key(str(segment), "cam1"))
+
+
+def test_a_segment_deleted_or_renamed_before_its_turn_is_no_failure(
+    tmp_path: Path, segment_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recorder's retention deletes old segments while a run works through a backlog."""
+    from typer.testing import CliRunner
+
+    from streampii import cli, segments
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    names = [f"cam1_20261125T10{minute:02d}00Z.mp4" for minute in (0, 5, 10)]
+    for name in names:
+        old(Path(shutil.copy(segment_video, folder / name)))
+    analyse = segments.watch_input
+
+    def first_then_retention(source, *args, **kwargs):
+        if source.endswith(names[0]):
+            (folder / names[1]).rename(folder / (names[1] + ".old"))
+            (folder / names[2]).unlink()
+        return analyse(source, *args, **kwargs)
+
+    monkeypatch.setattr(segments, "watch_input", first_then_retention)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli.app, ["segments", str(folder), "--out", str(out), "--vlm", "off"])
+    assert result.exit_code == 0, result.output
+    assert "error" not in result.output, result.output
+    assert result.output.count("deleted or renamed") == 2, result.output
+    with RunState(out) as state:
+        assert [state.stem_of(str(folder / name)) for name in names] == [names[0][:-4], None, None]
