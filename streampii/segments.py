@@ -209,11 +209,14 @@ def process_folder(
     stop: threading.Event | None = None,
     on_segment: Callable[[SegmentRun], None] | None = None,
     out: Path | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> list[SegmentRun]:
     """Run ``process`` on every finished segment not yet done, oldest first; with ``watch``,
     keep polling for new segments until ``stop`` is set. ``InputError`` from one segment is
     recorded and the others go on (from a segment deleted or renamed since the scan: ``gone``).
-    ``out``: the output folder, whose own videos are skipped."""
+    ``out``: the output folder, whose own videos are skipped. With ``watch``, a folder that
+    disappears (an unmounted share, a recorder recreating it) is waited for: ``on_warning`` hears
+    of it once each time it goes."""
     check_scan(settle, poll)
     if not folder.is_dir():
         raise InputError(str(folder), "no such folder")
@@ -221,8 +224,18 @@ def process_folder(
     folder = folder.resolve()
     runs: list[SegmentRun] = []
     attempted: dict[Path, str] = {}  # a failed segment is not retried in the same run, unless its file changed
+    missing = False  # the folder could not be read at the last scan
     while True:
-        for segment in finished(list_segments(folder, local, out), settle):
+        try:
+            ready = finished(list_segments(folder, local, out), settle)
+            missing = False
+        except OSError as exc:
+            if not watch:
+                raise
+            if not missing and on_warning is not None:
+                on_warning(f"{folder}: cannot be read ({exc.strerror or exc}); waiting for it to come back")
+            missing, ready = True, []
+        for segment in ready:
             if stop is not None and stop.is_set():
                 return runs
             version = file_fingerprint(segment.path)
@@ -363,6 +376,7 @@ def segments_command(
             stop=stop,
             on_segment=report,
             out=out_dir,
+            on_warning=cli._warn,
         )
     results = [r.result for r in runs if r.result is not None]
     if results:

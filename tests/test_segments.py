@@ -390,3 +390,41 @@ def test_a_segment_deleted_or_renamed_before_its_turn_is_no_failure(
     assert result.output.count("deleted or renamed") == 2, result.output
     with RunState(out) as state:
         assert [state.stem_of(str(folder / name)) for name in names] == [names[0][:-4], None, None]
+
+
+def test_watch_waits_for_a_folder_that_disappears(tmp_path: Path) -> None:
+    """An unmounted share, a recorder recreating its folder: one warning each time it goes."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    (folder / "cam1_20261125T100000Z.mp4").write_bytes(b"x")
+    old(folder / "cam1_20261125T100000Z.mp4")
+    stop = StopFlag()
+    done: list[str] = []
+    warnings: list[str] = []
+
+    def wait_until(condition) -> None:
+        deadline = time.monotonic() + 20
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    kwargs = dict(watch=True, poll=0.02, stop=stop, on_warning=warnings.append)
+    args = (folder, lambda s: done.append(s.name), lambda s: False)
+    thread = threading.Thread(target=process_folder, args=args, kwargs=kwargs)
+    thread.start()
+    try:
+        wait_until(lambda: done)
+        folder.rename(tmp_path / "away")
+        wait_until(lambda: warnings)
+        time.sleep(0.3)  # polls on: no new warning while it stays away
+        assert len(warnings) == 1 and "rec: cannot be read" in warnings[0], warnings
+        (tmp_path / "away").rename(folder)
+        (folder / "cam1_20261125T100500Z.mp4").write_bytes(b"y")
+        old(folder / "cam1_20261125T100500Z.mp4")
+        wait_until(lambda: len(done) == 2)
+        shutil.rmtree(folder)
+        wait_until(lambda: len(warnings) == 2)
+    finally:
+        stop.set()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert done == ["cam1_20261125T100000Z.mp4", "cam1_20261125T100500Z.mp4"] and len(warnings) == 2, warnings
