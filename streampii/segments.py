@@ -360,6 +360,10 @@ def segments_command(
                 cli.err.print(f"streampii: {run.segment.name}: deleted or renamed before its turn", markup=False)
             elif run.error:
                 cli._error(run.error)
+            elif run.result is not None and run.result.state == "interrupted":  # only a requested stop does that
+                cli.err.print(
+                    f"streampii: {run.segment.name}: stopped ({stop.reason}), the next run takes it up", markup=False
+                )
             elif run.result is not None and run.result.state != "complete":
                 cli._warn(f"{run.segment.name}: {run.result.error or run.result.state}")
             else:
@@ -383,7 +387,9 @@ def segments_command(
         cli.err.print(cli._summary(results, options))
     # how each segment ended (tried again once its file changed: the last try); one deleted before its turn: none
     last = {r.segment.path: r for r in runs if not r.gone}.values()
-    bad = sum(1 for r in last if r.error or (r.result is not None and r.result.state not in ("complete",)))
+    # a segment stopped by SIGTERM / Ctrl-C is no failure: it stays resumable (its row is left running)
+    fine = ("complete", "interrupted")
+    bad = sum(1 for r in last if r.error or (r.result is not None and r.result.state not in fine))
     if bad == 0:
         raise typer.Exit(cli.EXIT_OK)
     raise typer.Exit(cli.EXIT_FAILED if bad == len(last) else cli.EXIT_PARTIAL)

@@ -428,3 +428,39 @@ def test_watch_waits_for_a_folder_that_disappears(tmp_path: Path) -> None:
         thread.join(timeout=20)
     assert not thread.is_alive()
     assert done == ["cam1_20261125T100000Z.mp4", "cam1_20261125T100500Z.mp4"] and len(warnings) == 2, warnings
+
+
+def test_sigterm_stops_a_segment_resumable_and_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """systemd's stop signal: the current window finishes, the segment is left to the next run."""
+    from typer.testing import CliRunner
+
+    from streampii import cli
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    segment = old(write_video(folder / "cam6_20261126T110000Z.mp4", [i / 5 for i in range(100)]))
+
+    class StoppedOnce(BrightnessAnalyzer):
+        stopped = False
+
+        def analyze(self, windows):
+            if windows[0].index >= 3 and not StoppedOnce.stopped:
+                StoppedOnce.stopped = True
+                os.kill(os.getpid(), signal.SIGTERM)  # what systemctl stop sends
+            return super().analyze(windows)
+
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([StoppedOnce()], None))
+    out = tmp_path / "out"
+    args = ["segments", str(folder), "--out", str(out), "--gate", "off", "--fps", "2", "--window", "2", "--stride", "1"]
+    stopped = CliRunner().invoke(cli.app, args)
+    assert stopped.exit_code == 0, stopped.output
+    assert "stopped (SIGTERM)" in stopped.output and "warning" not in stopped.output, stopped.output
+    key = input_key(str(segment), segment.stem)
+    with RunState(out) as state:
+        assert state.status(key) == "running"  # neither failed nor done: resumable
+    again = CliRunner().invoke(cli.app, args)
+    assert again.exit_code == 0 and "event(s)" in again.output, again.output
+    with RunState(out) as state:
+        assert state.status(key) == "complete"
+    manifest = json.loads((out / f"{segment.stem}.manifest.json").read_text())
+    assert manifest["counts"]["windows_resumed"] >= 3
