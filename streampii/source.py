@@ -26,11 +26,15 @@ NO_FRAMES = "no frame could be decoded"
 # this tool's own videos in its --out folder (pipeline, redactor): <stem>.redacted.mp4, the --clips
 # files <stem>.redacted.clipNNN.mp4, and a writer's temporary name (a ".partial" suffix)
 _OWN_OUTPUT = re.compile(r"\.redacted(\.clip\d+)?(\.partial)?\.mp4(\.partial)?$|\.partial$")
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+# From ``scheme://`` to the LAST "@" on the line: FFmpeg takes the last "@" of the authority, and a
+# password may hold "@", "/" or spaces, where no parser can tell where the authority ends. Masking
+# a path's "@" too (or all up to a later URL's) hides more than needed, never less.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://).*@")
 
 
 def redact_url(text: str) -> str:
-    """Hide ``user:password@`` in any URL inside ``text`` (logs, manifests, errors)."""
+    """Hide ``user:password@`` in any URL inside ``text`` (logs, manifests, errors, output names):
+    every URL shown or turned into a name goes through here."""
     return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
 
 

@@ -257,6 +257,27 @@ def test_an_input_named_twice_is_processed_once_under_its_own_stem(tmp_path: Pat
     assert "1 input(s)" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("rtsp://alice:Xy@Secret9@10.0.0.5:554/cam", "rtsp://***@10.0.0.5:554/cam"),  # FFmpeg: the last "@"
+        ("rtsp://admin:pa/ss@cam.lan/s1: invalid argument", "rtsp://***@cam.lan/s1: invalid argument"),
+        ("rtsp://admin:pa ss@cam.lan/s1: invalid argument", "rtsp://***@cam.lan/s1: invalid argument"),
+        ("RTSP://Admin:Pw@Cam.lan/s1", "RTSP://***@Cam.lan/s1"),
+        ("rtsp://cam.lan:554/s1: connection refused", "rtsp://cam.lan:554/s1: connection refused"),
+        ("rtsp://***@cam.lan/s1", "rtsp://***@cam.lan/s1"),
+        ("a rtsp://u:p1@h1/x\nb rtsps://u:p2@h2/y", "a rtsp://***@h1/x\nb rtsps://***@h2/y"),
+    ],
+)
+def test_urls_are_shown_and_named_without_their_credentials(text: str, shown: str) -> None:
+    from streampii.pipeline import output_stem
+    from streampii.source import redact_url
+
+    assert redact_url(text) == shown
+    if " " not in shown:
+        assert output_stem(text) == shown.split("@", 1)[-1].replace(":", "_").replace("/", "_")
+
+
 def test_own_outputs_in_the_out_folder_are_not_inputs(tmp_path: Path) -> None:
     folder = tmp_path / "sw"
     (folder / "sub").mkdir(parents=True)
