@@ -211,6 +211,10 @@ def watch_command(
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
+    cameras = [i for i in inputs if is_live(i)]
+    if blur and cameras:  # a usage error: a service that restarts on failure must not loop on it
+        _error(f"--blur works on files, not on a live camera ({cameras[0]}): --record it and blur the segments")
+        raise typer.Exit(EXIT_USAGE)
     _make_folder("--out", out_dir)
     if record is not None:
         _make_folder("--record", record)

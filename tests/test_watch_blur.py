@@ -162,8 +162,9 @@ def test_blur_on_a_live_url_is_a_clear_error(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0
+    assert result.returncode == 2  # a usage error: a service restarting on failure must not loop on it
     assert "--blur" in result.stderr and "secret" not in result.stderr and "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.manifest.json"))
 
 
 def test_segments_with_blur_are_done_once(walk, tmp_path: Path) -> None:
