@@ -128,7 +128,8 @@ def watch_command(
     record: Annotated[
         Path | None,
         typer.Option(
-            help="Also record the stream into segment files in this folder.", rich_help_panel="Live cameras (rtsp://)"
+            help="Also record the stream into segment files in this folder (each <name>.mp4.partial until finished).",
+            rich_help_panel="Live cameras (rtsp://)",
         ),
     ] = None,
     segment_seconds: Annotated[

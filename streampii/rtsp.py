@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -163,73 +164,135 @@ def connect(url: str, options: LiveOptions) -> av.container.InputContainer:
 
 
 class SegmentRecorder:
-    """Remuxes the camera's packets into fixed-length files with ffmpeg's segment muxer (no
-    re-encode). Each connection starts a new file, named by its local start time."""
+    """Remuxes the camera's packets (no re-encode) into files of about ``segment_seconds``, each
+    starting at a video keyframe and named by its local start time (as ffmpeg's segment muxer
+    with ``-strftime 1`` names them); each connection starts a new file.
 
-    def __init__(self, directory: Path, stem: str, options: LiveOptions) -> None:
+    A file is written as ``<name>.partial`` and renamed to ``<name>`` once closed: a muxer
+    buffers, so a quiet camera's open file may not change for many seconds, and a folder reader
+    (``streampii segments --watch``) must never take it for a finished one. A killed run leaves
+    the ``.partial`` file. A file that cannot be written or finished (folder removed, disk full)
+    is counted in ``errors``; the next segment tries again."""
+
+    def __init__(self, directory: Path, stem: str, options: LiveOptions, label: str = "camera") -> None:
         self.directory = directory
         self.stem = stem
         self.options = options
-        self._out: av.container.OutputContainer | None = None
-        self._map: dict[int, av.stream.Stream] = {}
-        self._started = False
+        self.label = label  # names the camera in warnings (its URL without credentials)
+        self.recorded: list[str] = []  # the files this recorder finished, in order
         self.packets = 0
-        self.errors = 0
+        self.packets_skipped = 0  # packets the muxer refused (a bad timestamp): the file goes on
+        self.errors = 0  # files that could not be written or finished
+        self.last_error: str | None = None
+        self._streams: dict[int, av.stream.Stream] = {}  # the connection's streams that are recorded
+        self._out: av.container.OutputContainer | None = None
+        self._path: Path | None = None
+        self._map: dict[int, av.stream.Stream] = {}
+        self._offsets: dict[int, int] = {}  # per stream: the file's start, in that stream's ticks
+        self._start: tuple[int, Fraction] | None = None  # the file's first keyframe: pts, time base
+        self._base: float | None = None  # the connection's first keyframe, seconds: cuts at base + k x segment
+        self._next_cut = 0.0
 
     def start(self, container: av.container.InputContainer) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = self.options.record_name.format(stem=self.stem) + "." + self.options.record_format
-        self._out = av.open(
-            str(self.directory / name),
-            mode="w",
-            format="segment",
-            options={
-                "segment_time": str(self.options.segment_seconds),
-                "segment_format": self.options.record_format,
-                "strftime": "1",
-                "reset_timestamps": "1",
-            },
-        )
-        self._map = {}
+        """A new connection: its first file starts at its first keyframe (a file must start decodable)."""
+        self.stop()
         video = container.streams.video[0]
-        self._map[video.index] = self._out.add_stream_from_template(video)
+        self._streams = {video.index: video}
         for audio in container.streams.audio[:1]:
             if self.options.record_format != "mp4" or audio.codec_context.name in _MP4_AUDIO:
-                self._map[audio.index] = self._out.add_stream_from_template(audio)
-        self._started = False  # wait for a keyframe: a file must start decodable
+                self._streams[audio.index] = audio
+        self._base = None
 
     def write(self, packet: av.Packet) -> None:
-        if self._out is None or packet.stream.index not in self._map or packet.dts is None:
+        if packet.stream.index not in self._streams or packet.dts is None:
             return
-        if not self._started:
-            if packet.stream.type != "video" or not packet.is_keyframe:
-                return
-            self._started = True
-        source = packet.stream
-        pts = packet.pts
-        if pts is None:
-            packet.pts = packet.dts
+        pts = packet.pts if packet.pts is not None else packet.dts
+        if packet.stream.type == "video" and packet.is_keyframe:
+            t = seconds(pts, packet.time_base)
+            if self._base is None or t >= self._next_cut:
+                self._cut(t, pts, packet.time_base)
+        if self._out is None:
+            return
+        source, old = packet.stream, (packet.pts, packet.dts, packet.time_base)
+        offset = self._offset(source.index, packet.time_base)
+        packet.pts, packet.dts = pts - offset, packet.dts - offset  # each file starts at 0
         packet.stream = self._map[source.index]
         try:
             self._out.mux(packet)
             self.packets += 1
-        except av.error.FFmpegError as exc:  # a bad packet must not end the analysis
-            self.errors += 1
-            log.debug("recording: packet skipped: %s", exc)
+        except av.error.FFmpegError as exc:
+            if isinstance(exc, OSError):  # the file cannot be written: this segment is lost
+                self._fail(f"cannot write {self._path.name}: {exc.strerror or exc}")
+            else:  # a bad packet must not end the recording
+                self.packets_skipped += 1
+                log.debug("recording: packet skipped: %s", exc)
         finally:
-            packet.stream, packet.pts = source, pts  # the packet is decoded after this
+            packet.stream = source  # the packet is decoded after this, in its own times
+            packet.pts, packet.dts, packet.time_base = old
 
     def stop(self) -> None:
+        """Close and rename the current file (a connection's end, or the run's)."""
+        if self._out is None:
+            return
+        out, path = self._out, self._path
+        self._out = None
+        try:
+            out.close()  # writes the index (moov atom)
+            partial_path(path).rename(path)
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(f"cannot finish {path.name}: {getattr(exc, 'strerror', None) or exc}")
+            return
+        self.recorded.append(path.name)
+
+    def _cut(self, t: float, pts: int, time_base: Fraction) -> None:
+        """End the current file at this keyframe and start the next one (also after a failed one)."""
+        self.stop()
+        if self._base is None:
+            self._base = t
+        segment = self.options.segment_seconds
+        self._next_cut = self._base + (int((t - self._base) / segment) + 1) * segment
+        self._start, self._offsets = (pts, time_base), {}
+        name = time.strftime(self.options.record_name.format(stem=self.stem))
+        path = self.directory / f"{name}.{self.options.record_format}"
+        n = 2
+        while path.exists() or partial_path(path).exists() or path.name in self.recorded:
+            path, n = self.directory / f"{name}-{n}.{self.options.record_format}", n + 1  # never overwrite
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            out = av.open(str(partial_path(path)), mode="w", format=self.options.record_format)
+            self._map = {i: out.add_stream_from_template(s) for i, s in self._streams.items()}
+        except (av.error.FFmpegError, OSError) as exc:
+            self._fail(f"cannot create {path.name}: {getattr(exc, 'strerror', None) or exc}")
+            return
+        self._out, self._path = out, path
+
+    def _offset(self, index: int, time_base: Fraction) -> int:
+        offset = self._offsets.get(index)
+        if offset is None:
+            pts, base = self._start
+            offset = self._offsets[index] = round(pts * base / time_base)
+        return offset
+
+    def _fail(self, reason: str) -> None:
+        """This file is lost (a ``.partial`` may stay); the next segment tries again."""
+        self.errors += 1
+        self.last_error = reason
         if self._out is not None:
+            out, self._out = self._out, None
             try:
-                self._out.close()  # writes the moov atom of the last file
-            except av.error.FFmpegError as exc:
-                log.warning("recording: closing the last segment failed: %s", exc)
-            self._out = None
+                out.close()
+            except (av.error.FFmpegError, OSError):
+                pass
+        log.warning("%s: recording failed: %s", self.label, reason)
 
     def files(self) -> list[str]:
         prefix = self.options.record_name.format(stem=self.stem).split("%", 1)[0]
         return sorted(p.name for p in self.directory.glob(f"{prefix}*.{self.options.record_format}"))
+
+
+def partial_path(path: Path) -> Path:
+    """Where a file is written until it is finished: a name no folder listing takes for a video."""
+    return path.with_name(path.name + ".partial")
 
 
 class LiveSource:
@@ -247,7 +310,7 @@ class LiveSource:
         self.frames_dropped = 0
         self.wall_base: float | None = None  # UNIX time of t = 0
         record_dir = self.options.record_dir
-        self.recorder = SegmentRecorder(record_dir, stem, self.options) if record_dir else None
+        self.recorder = SegmentRecorder(record_dir, stem, self.options, self.shown) if record_dir else None
         self._container: av.container.InputContainer | None = None
         self._connected_at = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, self.options.queue_frames))

@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import av
 import pytest
 from live_helpers import HERE, NO_GATE, BlackHole, BrightnessAnalyzer, RtspServer, gst_rtsp_available
 
@@ -119,11 +120,37 @@ def test_drop_and_reconnect_continues_time_and_records(server: RtspServer, tmp_p
     assert report.error is None
     recorded = sorted((tmp_path / "rec").glob("cam_*.mp4"))
     assert len(recorded) >= 2 and summary["recorded"] == [p.name for p in recorded]
-    import av
-
     with av.open(str(recorded[0])) as c:  # a remuxed, finished, playable file
         assert c.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in c.decode(video=0)) > 0
+
+
+def test_a_recorded_file_is_listed_only_once_finished(tmp_path: Path) -> None:
+    """A muxer buffers: a quiet camera's open file may not change for many seconds. It is written as
+    ``<name>.partial``, which no folder listing takes for a video, and renamed once closed, the last
+    one on stop too."""
+    from streampii.segments import list_segments
+
+    srv = RtspServer("--pattern", "black").start()
+    rec = tmp_path / "rec"
+    stop = StopFlag()
+    camera = LiveSource(srv.url(), LiveOptions(**{**FAST.__dict__, "record_dir": rec, "segment_seconds": 1.0}), stop)
+    camera.open()
+    try:
+        for frame in camera.frames():
+            listed, partial = list_segments(rec) if rec.is_dir() else [], list(rec.glob("*.partial"))
+            if len(listed) >= 2 or frame.t > 20:  # two files a folder reader takes, and the open one
+                stop.set("test")
+                break
+    finally:
+        camera.close()
+        srv.stop()
+    assert len(listed) >= 2 and len(partial) == 1 and partial[0].name.endswith(".mp4.partial")
+    for segment in listed:  # every file a folder reader sees is finished and playable
+        with av.open(str(segment.path)) as container:
+            assert sum(1 for _ in container.decode(video=0)) > 0
+    assert not list(rec.glob("*.partial"))  # the open one was finished on stop
+    assert camera.summary()["recorded"] == sorted(p.name for p in rec.glob("*.mp4"))
 
 
 def test_wrong_credentials_are_a_clear_error_without_the_password(auth_server: RtspServer) -> None:
