@@ -518,6 +518,8 @@ def _run(
         result.error = f"damaged or cut short: read up to {where}" + (f" ({report.error})" if report.error else "")
         if info.live:
             result.error = f"stream ended at {where}" + (f": {report.error}" if report.error else "")
+    if src.camera is not None:
+        src.camera.close()  # the reader closes the last recorded file first: the manifest lists it
     result.by_category = dict(by_category)
     manifest.save(result, report, timer, window_rows, by_category, finished=True)
     if on_progress is not None:

@@ -285,10 +285,6 @@ class SegmentRecorder:
                 pass
         log.warning("%s: recording failed: %s", self.label, reason)
 
-    def files(self) -> list[str]:
-        prefix = self.options.record_name.format(stem=self.stem).split("%", 1)[0]
-        return sorted(p.name for p in self.directory.glob(f"{prefix}*.{self.options.record_format}"))
-
 
 def partial_path(path: Path) -> Path:
     """Where a file is written until it is finished: a name no folder listing takes for a video."""
@@ -369,7 +365,7 @@ class LiveSource:
             "reconnects": sum(1 for g in self.gaps if g.end is not None),
             "gaps": [g.to_dict() for g in self.gaps],
             "frames_dropped": self.frames_dropped,
-            "recorded": self.recorder.files() if self.recorder else [],
+            "recorded": list(self.recorder.recorded) if self.recorder else [],
             "stopped_by": getattr(self.stop, "reason", None) or ("stop" if self.stop.is_set() else None),
         }
 

@@ -96,6 +96,10 @@ def test_a_cameras_manifest_keeps_its_latest_window_rows(server: RtspServer, tmp
 def test_drop_and_reconnect_continues_time_and_records(server: RtspServer, tmp_path: Path) -> None:
     stop = StopFlag()
     options = LiveOptions(**{**FAST.__dict__, "record_dir": tmp_path / "rec", "segment_seconds": 1.0})
+    (tmp_path / "rec").mkdir()
+    others = ["cam_hd_20260101T000000.mp4", "cam_20260101T000000.mp4"]  # another camera's, an earlier run's
+    for name in others:
+        (tmp_path / "rec" / name).write_bytes(b"not ours")
     camera = LiveSource(server.url(), options, stop, stem="cam")
     camera.open()
 
@@ -118,8 +122,8 @@ def test_drop_and_reconnect_continues_time_and_records(server: RtspServer, tmp_p
     assert gap["end"] - gap["start"] >= 0.9  # the outage is part of the timeline
     assert any(t > gap["end"] for t in times)  # frames after the reconnect
     assert report.error is None
-    recorded = sorted((tmp_path / "rec").glob("cam_*.mp4"))
-    assert len(recorded) >= 2 and summary["recorded"] == [p.name for p in recorded]
+    recorded = sorted(p for p in (tmp_path / "rec").glob("cam_*.mp4") if p.name not in others)
+    assert len(recorded) >= 2 and summary["recorded"] == [p.name for p in recorded]  # this run's files alone
     with av.open(str(recorded[0])) as c:  # a remuxed, finished, playable file
         assert c.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in c.decode(video=0)) > 0
