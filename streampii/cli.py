@@ -296,11 +296,11 @@ def watch_command(
             _warn(f"{redact_url(source)}: not started (stopped first)")
             failures += 1
     for result in results:
-        if result.state != "complete":
+        if result.state != "complete" or result.error:
             _warn(f"{result.source}: {result.error or result.state}")
     if results:
         (err if json_out else out).print(_summary(results, options))
-    incomplete = failures + sum(r.state != "complete" for r in results)
+    incomplete = failures + sum(r.state != "complete" or r.error is not None for r in results)
     if incomplete == 0:
         raise typer.Exit(EXIT_OK)
     raise typer.Exit(EXIT_FAILED if incomplete == len(sources) and not results else EXIT_PARTIAL)

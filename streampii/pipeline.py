@@ -136,7 +136,7 @@ class RunResult:
     windows_failed: int = 0
     frames_sampled: int = 0
     duration: float | None = None
-    error: str | None = None
+    error: str | None = None  # also with state complete: a camera's recording failed (exit code 3)
     outputs: dict[str, str | list[str]] = field(default_factory=dict)  # the files written
     by_category: dict[str, int] = field(default_factory=dict)
 
@@ -520,6 +520,9 @@ def _run(
             result.error = f"stream ended at {where}" + (f": {report.error}" if report.error else "")
     if src.camera is not None:
         src.camera.close()  # the reader closes the last recorded file first: the manifest lists it
+        recorder = src.camera.recorder
+        if recorder is not None and recorder.errors and result.error is None:  # analysed, not all recorded
+            result.error = f"recording failed ({recorder.errors} file(s) lost): {recorder.last_error}"
     result.by_category = dict(by_category)
     manifest.save(result, report, timer, window_rows, by_category, finished=True)
     if on_progress is not None:

@@ -172,7 +172,7 @@ class SegmentRecorder:
     buffers, so a quiet camera's open file may not change for many seconds, and a folder reader
     (``streampii segments --watch``) must never take it for a finished one. A killed run leaves
     the ``.partial`` file. A file that cannot be written or finished (folder removed, disk full)
-    is counted in ``errors``; the next segment tries again."""
+    is counted in ``errors``; the next segment tries again, recreating the folder."""
 
     def __init__(self, directory: Path, stem: str, options: LiveOptions, label: str = "camera") -> None:
         self.directory = directory
@@ -184,6 +184,7 @@ class SegmentRecorder:
         self.packets_skipped = 0  # packets the muxer refused (a bad timestamp): the file goes on
         self.errors = 0  # files that could not be written or finished
         self.last_error: str | None = None
+        self._failing = False  # warned about the current run of failures: once, not per file
         self._streams: dict[int, av.stream.Stream] = {}  # the connection's streams that are recorded
         self._out: av.container.OutputContainer | None = None
         self._path: Path | None = None
@@ -243,6 +244,9 @@ class SegmentRecorder:
             self._fail(f"cannot finish {path.name}: {getattr(exc, 'strerror', None) or exc}")
             return
         self.recorded.append(path.name)
+        if self._failing:
+            self._failing = False
+            log.warning("%s: recording again (%s)", self.label, path.name)
 
     def _cut(self, t: float, pts: int, time_base: Fraction) -> None:
         """End the current file at this keyframe and start the next one (also after a failed one)."""
@@ -258,7 +262,7 @@ class SegmentRecorder:
         while path.exists() or partial_path(path).exists() or path.name in self.recorded:
             path, n = self.directory / f"{name}-{n}.{self.options.record_format}", n + 1  # never overwrite
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(parents=True, exist_ok=True)  # again: it may have been removed
             out = av.open(str(partial_path(path)), mode="w", format=self.options.record_format)
             self._map = {i: out.add_stream_from_template(s) for i, s in self._streams.items()}
         except (av.error.FFmpegError, OSError) as exc:
@@ -283,7 +287,9 @@ class SegmentRecorder:
                 out.close()
             except (av.error.FFmpegError, OSError):
                 pass
-        log.warning("%s: recording failed: %s", self.label, reason)
+        if not self._failing:
+            self._failing = True
+            log.warning("%s: recording failed: %s; trying again at the next segment", self.label, reason)
 
 
 def partial_path(path: Path) -> Path:
@@ -366,6 +372,8 @@ class LiveSource:
             "gaps": [g.to_dict() for g in self.gaps],
             "frames_dropped": self.frames_dropped,
             "recorded": list(self.recorder.recorded) if self.recorder else [],
+            "recording_errors": self.recorder.errors if self.recorder else 0,
+            "recording_error": self.recorder.last_error if self.recorder else None,
             "stopped_by": getattr(self.stop, "reason", None) or ("stop" if self.stop.is_set() else None),
         }
 

@@ -247,6 +247,35 @@ def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(auth_server: 
         assert "s3cret" not in json.dumps(db.execute("SELECT * FROM inputs").fetchall())
 
 
+def wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_recording_failure_is_reported_retried_and_exits_3(server: RtspServer, tmp_path: Path) -> None:
+    """The record folder vanishes mid-file: one warning, the next file is recorded in the folder
+    made again, the manifest counts the lost file, and the exit code says partial failure."""
+    out, rec = tmp_path / "out", tmp_path / "rec"
+    cmd = [sys.executable, "-m", "streampii", "watch", server.url(), "--out", str(out), "--vlm", "off",
+           "--timeout", "5", "--record", str(rec), "--segment-seconds", "1"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_for(lambda: any(rec.glob("*.mp4")))
+        rec.rename(tmp_path / "gone")  # with the file being written
+        wait_for(lambda: any(rec.glob("*.mp4")))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 3, stderr
+    assert len([line for line in stderr.splitlines() if "recording failed: cannot finish" in line]) == 1, stderr
+    live = json.loads(next(out.glob("*.manifest.json")).read_text())["live"]
+    assert live["recording_errors"] == 1 and live["recording_error"].startswith("cannot finish")
+    assert set(live["recorded"]) >= {p.name for p in rec.glob("*.mp4")}  # recording went on
+
+
 def test_without_a_vlm_the_detectors_alone_log_a_cameras_faces_and_plates(tmp_path: Path) -> None:
     """No VLM (--vlm auto on a machine without a GPU): the detectors look at the camera's frames and
     their tracks are logged with wall-clock times; a restarted camera keeps its earlier events."""
