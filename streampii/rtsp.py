@@ -12,9 +12,11 @@ time. Credentials in the URL never leave this module unredacted.
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import av
 
@@ -138,6 +141,8 @@ class _Permanent(InputError):
 def connect(url: str, options: LiveOptions) -> av.container.InputContainer:
     """Open a live stream or raise ``InputError`` with a reason a user can act on."""
     shown = redact_url(url)
+    scheme, sep, rest = url.partition("://")
+    url = scheme.lower() + sep + rest  # FFmpeg knows its protocols by lower-case name alone (RTSP://...)
     started = time.monotonic()
     try:
         container = av.open(url, options=options.av_options(), timeout=(options.open_timeout, options.read_timeout))
@@ -154,6 +159,9 @@ def connect(url: str, options: LiveOptions) -> av.container.InputContainer:
             raise InputError(
                 shown, f"no answer within {options.open_timeout:g}s (host unreachable or not an RTSP server)"
             ) from None
+        if getattr(exc, "errno", None) == errno.EIO and not _resolves(url):
+            # FFmpeg says why (a name it could not resolve) only in its log, which is off
+            raise InputError(shown, "cannot resolve the host name: check the host in the URL") from None
         message = getattr(exc, "strerror", None) or str(exc)
         raise InputError(shown, redact_url(str(message)).rstrip(".").lower()) from None
     if not container.streams.video:
@@ -161,6 +169,23 @@ def connect(url: str, options: LiveOptions) -> av.container.InputContainer:
         container.close()
         raise _Permanent(shown, f"has no video stream (streams: {kinds})")
     return container
+
+
+def _resolves(url: str) -> bool:
+    """False when the URL's host name does not resolve (True when that cannot be told)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return True
+    if not host:
+        return True
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class SegmentRecorder:

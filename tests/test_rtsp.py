@@ -162,7 +162,7 @@ def test_wrong_credentials_are_a_clear_error_without_the_password(auth_server: R
         LiveSource(auth_server.url("alice:wrongpass"), FAST).open()
     message = str(excinfo.value)
     assert "401" in message and "wrongpass" not in message and "***@" in message
-    camera = LiveSource(auth_server.url(f"alice:{PASSWORD}"), FAST)
+    camera = LiveSource(auth_server.url(f"alice:{PASSWORD}").replace("rtsp://", "RTSP://"), FAST)  # any case
     assert camera.open().live
     camera.close()
 
@@ -179,6 +179,8 @@ def test_unreachable_host_fails_within_the_timeout() -> None:
     with pytest.raises(InputError, match="connection refused") as excinfo:
         LiveSource(f"rtsp://alice:{PASSWORD}@127.0.0.1:{hole.port}/cam", FAST).open()
     assert str(excinfo.value).startswith(f"rtsp://***@127.0.0.1:{hole.port}/cam: ")
+    with pytest.raises(InputError, match=r"^rtsp://\*\*\*@nonexistent.invalid/cam: cannot resolve the host name"):
+        LiveSource(f"rtsp://alice:{PASSWORD}@nonexistent.invalid/cam", FAST).open()
 
 
 def test_stream_without_video_track() -> None:
