@@ -224,19 +224,15 @@ def test_static_picture_reuses_detections_and_a_change_detects_again(tmp_path):
         assert sharpness(after[i], box) < 0.1 * sharpness(before[i], box), f"frame {i} face visible"
 
 
-def test_empty_still_picture_is_looked_at_less_often_and_a_newcomer_is_masked_from_its_first_frame(tmp_path):
-    """Where nothing was found and nothing moves, the detector looks every `idle_interval` instead
-    of every `detect_interval`; a face that then appears is still masked on every frame it is in,
-    because its mask starts `margin` (more than the idle interval) before its first detection."""
+def arriving_face_clip(path, fps: int, frames: int, arrive: int) -> tuple[int, int, int, int]:
+    """A 480x272 clip of a still, empty scene where a face appears at frame ``arrive`` and stays;
+    returns the face's box."""
     import av
 
     from tests.redact_clip import background, face_crop
 
     face, fbox = face_crop()
-    fps, frames, arrive = 20, 60, 40  # 2 s of an empty scene, then a face for 1 s
     base = background(480, 272)
-    path = tmp_path / "arrive.mp4"
-    box = (200 + fbox[0], 80 + fbox[1], 200 + fbox[2], 80 + fbox[3])
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
         stream.width, stream.height, stream.pix_fmt = 480, 272, "yuv420p"
@@ -248,6 +244,16 @@ def test_empty_still_picture_is_looked_at_less_often_and_a_newcomer_is_masked_fr
             frame.pts = i
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
+    return 200 + fbox[0], 80 + fbox[1], 200 + fbox[2], 80 + fbox[3]
+
+
+def test_empty_still_picture_is_looked_at_less_often_and_a_newcomer_is_masked_from_its_first_frame(tmp_path):
+    """Where nothing was found and nothing moves, the detector looks every `idle_interval` instead
+    of every `detect_interval`; a face that then appears is still masked on every frame it is in,
+    because its mask starts `margin` (more than the idle interval) before its first detection."""
+    frames, arrive = 60, 40  # 2 s of an empty scene, then a face for 1 s
+    path = tmp_path / "arrive.mp4"
+    box = arriving_face_clip(path, 20, frames, arrive)
     options = RedactOptions(detect=("face",), detect_interval=0.1, idle_interval=0.3, margin=0.5, crf=12)
     out_path = tmp_path / "arrive.redacted.mp4"
     report = redact_video(str(path), out_path, options)
@@ -264,26 +270,9 @@ def test_with_a_detection_interval_beyond_the_margin_every_frame_between_looks_i
     """Looks 2 s apart and masks held 0.5 s: a face that came just after a look, and one still there
     after the last look before the input ends, was in view unmasked. A box is held at least the
     interval before a track's first and after its last detection."""
-    import av
-
-    from tests.redact_clip import background, face_crop
-
-    face, fbox = face_crop()
-    fps, frames, arrive = 20, 70, 25  # looks at 0 s (empty) and 2 s; the face from 1.25 s to the end, 3.45 s
-    base = background(480, 272)
+    frames, arrive = 70, 25  # looks at 0 s (empty) and 2 s; the face from 1.25 s to the end, 3.45 s
     path = tmp_path / "sparse.mp4"
-    box = (200 + fbox[0], 80 + fbox[1], 200 + fbox[2], 80 + fbox[3])
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"crf": "12", "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = 480, 272, "yuv420p"
-        for i in range(frames):
-            image = base.copy()
-            if i >= arrive:
-                image[80 : 80 + face.shape[0], 200 : 200 + face.shape[1]] = face
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
+    box = arriving_face_clip(path, 20, frames, arrive)
     options = RedactOptions(detect=("face",), detect_interval=2.0, margin=0.5, crf=12)
     out_path = tmp_path / "sparse.redacted.mp4"
     report = redact_video(str(path), out_path, options)
