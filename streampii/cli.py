@@ -222,7 +222,7 @@ def watch_command(
     analyzers, note = _build_analyzers(options)
     options = _detectors_alone(options, analyzers)
     sources = expand_inputs(inputs, out_dir)
-    with RunState(out_dir) if resume else nullcontext() as state:
+    with RunState(out_dir) as state:  # (--no-resume too: no input takes another's outputs)
         stems = _unique_stems([s for s in sources if isinstance(s, str)], state)
     device = _analyzer_device(analyzers)
     live_inputs = any(is_live(s) for s in sources if isinstance(s, str))

@@ -58,8 +58,14 @@ class Checkpoint:
 
 
 def input_key(source: str, stem: str) -> str:
-    """The row of one input: its output stem and its source with credentials hidden."""
-    return f"{stem}|{redact_url(source)}"
+    """The row of one input: its output stem and its source (``source_key``)."""
+    return f"{stem}|{source_key(source)}"
+
+
+def source_key(source: str) -> str:
+    """A source as the state knows it: a URL with its credentials hidden, a file by its resolved
+    path, so that cron's absolute path and a person's relative one are the same input."""
+    return redact_url(source) if "://" in source else str(Path(source).resolve())
 
 
 def fingerprint(source: str, settings: dict) -> str:
@@ -142,10 +148,20 @@ class RunState:
         return row[0] if row else None
 
     def stem_of(self, source: str) -> str | None:
-        """The output stem ``source`` is recorded under, if it is recorded."""
-        tail = "|" + redact_url(source)
+        """The output stem ``source`` is recorded under, if it is recorded. A file that earlier
+        versions recorded under its path as typed (relative to this folder) is taken over."""
+        tail = "|" + source_key(source)
         row = self._db.execute("SELECT key FROM inputs WHERE substr(key, -?) = ?", (len(tail), tail)).fetchone()
-        return row[0][: -len(tail)] if row else None
+        if row:
+            return row[0][: -len(tail)]
+        if "://" in source:
+            return None
+        for (key,) in self._db.execute("SELECT key FROM inputs").fetchall():
+            stem, _, typed = key.partition("|")
+            if "://" not in typed and not Path(typed).is_absolute() and source_key(typed) == tail[1:]:
+                self.rename(key, stem + tail)
+                return stem
+        return None
 
     def stem_taken(self, stem: str, source: str) -> bool:
         """True when an input other than ``source`` is recorded under the output stem ``stem``."""

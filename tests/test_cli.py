@@ -227,22 +227,29 @@ def test_same_stem_in_two_folders_gets_two_outputs(tmp_path: Path) -> None:
 
 def test_an_input_keeps_its_outputs_whichever_inputs_a_later_run_has(tmp_path: Path) -> None:
     """d1/x.mp4 and d2/x.mp4 got x.* and x-2.*; d2/x.mp4 run alone later got x.* and overwrote
-    d1's results. The --out folder's state now keeps each input's stem."""
-    for folder, frames in (("d1", 10), ("d2", 5)):
+    d1's results. The --out folder's state now keeps each input's stem, with --no-resume too and
+    whatever the spelling of its path."""
+    for folder, frames in (("d1", 10), ("d2", 5), ("d3", 3)):
         (tmp_path / folder).mkdir()
         write_video(tmp_path / folder / "x.mp4", [i / 5 for i in range(frames)])
     out = tmp_path / "out"
-    for inputs in (["d1/x.mp4", "d2/x.mp4"], ["d2/x.mp4"], ["d1/x.mp4"], ["d3/x.mp4", "d2/x.mp4"]):
-        if inputs[0] == "d3/x.mp4":  # a newcomer of the same name takes neither x nor x-2
-            (tmp_path / "d3").mkdir()
-            write_video(tmp_path / "d3" / "x.mp4", [i / 5 for i in range(3)])
+    runs = [
+        (["d1/x.mp4", "d2/x.mp4"], tmp_path),
+        (["d2/x.mp4"], tmp_path),
+        (["d2/x.mp4", "--no-resume"], tmp_path),
+        ([str(tmp_path / "d2" / "x.mp4")], tmp_path),
+        (["x.mp4"], tmp_path / "d2"),
+        (["d1/x.mp4"], tmp_path),
+        (["d3/x.mp4", "d2/x.mp4"], tmp_path),  # a newcomer of the same name takes neither x nor x-2
+    ]
+    for args, cwd in runs:
         result = subprocess.run(
-            [sys.executable, "-m", "streampii", "watch", *inputs, "--vlm", "off", "--out", str(out)],
-            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+            [sys.executable, "-m", "streampii", "watch", *args, "--vlm", "off", "--out", str(out)],
+            capture_output=True, text=True, cwd=cwd, timeout=120,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
-    sources = {p.name: json.loads(p.read_text())["source"] for p in out.glob("*.manifest.json")}
-    assert sources == {"x.manifest.json": "d1/x.mp4", "x-2.manifest.json": "d2/x.mp4", "x-3.manifest.json": "d3/x.mp4"}
+    sources = {p.name: Path(json.loads(p.read_text())["source"]).parent.name for p in out.glob("*.manifest.json")}
+    assert sources == {"x.manifest.json": "d1", "x-2.manifest.json": "d2", "x-3.manifest.json": "d3"}
 
 
 def test_an_input_named_twice_is_processed_once_under_its_own_stem(tmp_path: Path) -> None:

@@ -350,14 +350,14 @@ def test_a_segment_recorded_under_its_path_as_typed_keeps_its_row(tmp_path: Path
     segment = tmp_path / "rec" / "cam1.mp4"
     with RunState(tmp_path / "out") as state:
         state.mark(input_key("/elsewhere/rec/cam1.mp4", "cam1"), "complete")
-        state.mark(input_key("other/cam1.mp4", "cam1"), "complete")
+        state.mark("cam1|other/cam1.mp4", "complete")  # keys as earlier versions wrote them: the path as typed
         assert segment_stem(state, segment) == "cam1-2"  # (before: another segment of that name only)
         for typed in ("rec/cam1.mp4", "../rec/./cam1.mp4", "cam1.mp4"):
             state.forget(input_key(str(segment), "cam1-2"))
-            state.mark(input_key(typed, "cam1"), "complete")
+            state.mark(f"cam1|{typed}", "complete")
             assert segment_stem(state, segment) == "cam1", typed
             assert state.status(input_key(str(segment), "cam1")) == "complete"
-            assert state.status(input_key(typed, "cam1")) is None
+            assert state.status(f"cam1|{typed}") is None
             state.forget(input_key(str(segment), "cam1"))
 
 
