@@ -2,8 +2,8 @@
 
 Audio is read from the input by a second demuxer and muxed interleaved with the video by time,
 so memory holds a few packets, not a track. A stream whose codec MP4 holds is copied packet for
-packet; one it cannot hold (PCM from AVI or Matroska, G.711, ADPCM...) is decoded and encoded
-to AAC, with its own timestamps.
+packet; PCM (G.711 included), which players cannot play from MP4, and codecs MP4 cannot hold
+(ADPCM...) are decoded and encoded to AAC, with their own timestamps.
 """
 
 from __future__ import annotations
@@ -27,9 +27,12 @@ def mp4_takes(stream: av.audio.AudioStream, packet: av.Packet | None) -> bool:
     """Whether an MP4 holds ``stream``'s packets unchanged: FFmpeg's own muxer is asked, on a
     throwaway file in memory, to write the stream's header and ``packet`` (its first) and close.
 
-    FFmpeg's list of the codecs MP4 holds is not enough alone: 16-bit PCM from AVI or Matroska
-    (its channels in no named order) passes it, and the muxer refuses it at the end, writing the
-    index. The muxer decides on the stream's parameters, so one packet tells."""
+    FFmpeg's list of the codecs MP4 holds is not enough alone: the muxer decides on the stream's
+    parameters, some only at the end, writing the index, so one packet tells. PCM is never copied
+    though the muxer takes it: it writes it as ``ipcm``/``fpcm`` (ISO/IEC 23003-5), which few
+    players decode (FFmpeg 5.1 among them)."""
+    if stream.codec_context.name.startswith("pcm_"):
+        return False
     try:
         with av.open(io.BytesIO(), "w", format="mp4") as probe:
             copy = probe.add_stream_from_template(stream)

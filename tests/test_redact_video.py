@@ -489,7 +489,10 @@ def decoded_audio(path, rate):
         ("camera.mov", "pcm_mulaw", "mono", False),  # G.711 from IP cameras
         # AVI names no channel order: the MP4 muxer takes 16-bit PCM yet refuses it as it closes
         ("capture.avi", "pcm_s16le", "stereo", False),
-        ("capture.mov", "pcm_s16le", "stereo", True),  # the same codec with its channels named: copied
+        # the same codec with its channels named: the muxer takes it (as ipcm), few players play it
+        ("capture.mov", "pcm_s16le", "stereo", False),
+        ("capture.mkv", "pcm_f32le", "mono", False),  # mono: the muxer takes it too (as fpcm)
+        ("music.mkv", "flac", "stereo", True),  # MP4 holds FLAC: copied
     ],
 )
 def test_audio_that_mp4_cannot_hold_is_encoded_to_aac_in_sync(tmp_path, name, codec, layout, copied):
