@@ -123,6 +123,7 @@ class RedactReport:
     regions: Counter = field(default_factory=Counter)  # of its runs, those on the changed parts of the frame alone
     audio_streams: int = 0
     audio_reencoded: list[str] = field(default_factory=list)  # codecs of the streams MP4 cannot hold, encoded to AAC
+    audio_downmixed: list[str] = field(default_factory=list)  # of those, the ones of more channels than AAC holds
     seconds: float = 0.0
     decode: DecodeReport | None = None
     times: StageTimes = field(default_factory=StageTimes)  # convert, detect, mask, encode (H.264 + mux)
@@ -137,6 +138,7 @@ class RedactReport:
             "frames_masked": self.frames_masked,
             "audio_streams": self.audio_streams,
             "audio_reencoded": self.audio_reencoded,
+            "audio_downmixed": self.audio_downmixed,
             "seconds": round(self.seconds, 3),
         }
 
@@ -579,6 +581,7 @@ class _Output:
     def _audio(self, writer: VideoWriter) -> None:
         self.report.audio_streams = writer.audio.count if writer.audio else 0
         self.report.audio_reencoded = list(writer.audio.reencoded) if writer.audio else []
+        self.report.audio_downmixed = list(writer.audio.downmixed) if writer.audio else []
 
     def _end_clip(self) -> None:
         if self.writer is not None:

@@ -19,6 +19,8 @@ from streampii.source import seconds
 
 # Audio packets read ahead to find each stream's first one for the MP4 test (20 s of AAC).
 FIRST_PACKETS = 1000
+# The most channels FFmpeg's AAC encoder takes (7.1); a stream with more is mixed down to mono.
+AAC_CHANNELS = 8
 # libx264's presets, fastest first (x264_preset_names in x264.h); anything else fails only when the encoder opens
 X264_PRESETS = tuple("ultrafast superfast veryfast faster fast medium slow slower veryslow placebo".split())
 
@@ -71,13 +73,25 @@ def remove_partials(path: Path) -> None:
 
 
 class _AacEncoder:
-    """One audio stream MP4 cannot hold, decoded and encoded to AAC as its packets come."""
+    """One audio stream MP4 cannot hold, decoded and encoded to AAC as its packets come; one of
+    more than ``AAC_CHANNELS`` mixed down to mono first (``downmixed``)."""
 
     def __init__(self, template: av.audio.AudioStream, out: av.container.OutputContainer) -> None:
         self.decoder = template.codec_context
         rates = av.Codec("aac", "w").audio_rates or ()
         rate = template.rate if template.rate in rates else 48000
         channels = template.channels
+        self.downmixed = channels > AAC_CHANNELS
+        self._mix: av.filter.Graph | None = None
+        if self.downmixed:
+            # every channel at the same weight: their order is mostly unnamed, and FFmpeg's resampler
+            # downmixes only the channel counts it has a layout for (none for 9 or 11), dropping some
+            # channels (LFE, top)
+            self._mix = av.filter.Graph()
+            pan = self._mix.add("pan", "mono|c0<" + "+".join(f"c{i}" for i in range(channels)))
+            self._mix.link_nodes(self._mix.add_abuffer(template=template), pan, self._mix.add("abuffersink"))
+            self._mix.configure()
+            channels = 1
         self.stream = out.add_stream("aac", rate=rate)
         # FFmpeg's usual layout for the channel count, one AAC holds (PCM from AVI names none)
         self.stream.layout = f"{channels}c"
@@ -90,6 +104,8 @@ class _AacEncoder:
             frames = self.decoder.decode(packet)
         except av.error.InvalidDataError:
             return []  # a damaged packet is skipped, as FFmpeg's own transcoding does
+        if self._mix is not None:
+            frames = self._mixed(frames, end=packet is None)
         packets = []
         for frame in frames:
             if shift and frame.pts is not None:
@@ -98,6 +114,17 @@ class _AacEncoder:
         if packet is None:
             packets += self.stream.encode(None)
         return packets
+
+    def _mixed(self, frames: list[av.AudioFrame], end: bool) -> list[av.AudioFrame]:
+        mixed = []
+        for frame in [*frames, None] if end else frames:
+            self._mix.push(frame)
+            while True:
+                try:
+                    mixed.append(self._mix.pull())
+                except (av.error.BlockingIOError, av.error.EOFError):
+                    break
+        return mixed
 
 
 class AudioCopier:
@@ -111,13 +138,16 @@ class AudioCopier:
         self._streams: dict[int, av.stream.Stream] = {}
         self._encoders: dict[int, _AacEncoder] = {}
         self.reencoded: list[str] = []  # codecs of the streams encoded to AAC
+        self.downmixed: list[str] = []  # those of more channels than AAC holds, mixed to mono
         try:
             for s in audio:
                 if mp4_takes(s, first.get(s.index)):
                     self._streams[s.index] = out.add_stream_from_template(s)
                 else:
-                    self._encoders[s.index] = _AacEncoder(s, out)
+                    self._encoders[s.index] = encoder = _AacEncoder(s, out)
                     self.reencoded.append(s.codec_context.name)
+                    if encoder.downmixed:
+                        self.downmixed.append(f"{s.codec_context.name}: {s.channels} channels to mono")
         except BaseException:
             self._input.close()
             raise

@@ -493,6 +493,9 @@ def decoded_audio(path, rate):
         ("capture.mov", "pcm_s16le", "stereo", False),
         ("capture.mkv", "pcm_f32le", "mono", False),  # mono: the muxer takes it too (as fpcm)
         ("music.mkv", "flac", "stereo", True),  # MP4 holds FLAC: copied
+        # more channels than AAC holds (8): mixed to mono, also where FFmpeg knows no layout (9)
+        ("field.mkv", "pcm_s16le", "hexadecagonal", False),
+        ("field.mkv", "pcm_s16le", "FL+FR+FC+LFE+BL+BR+FLC+FRC+BC", False),
     ],
 )
 def test_audio_that_mp4_cannot_hold_is_encoded_to_aac_in_sync(tmp_path, name, codec, layout, copied):
@@ -501,8 +504,12 @@ def test_audio_that_mp4_cannot_hold_is_encoded_to_aac_in_sync(tmp_path, name, co
     out = tmp_path / "out.redacted.mp4"
     report = redact_video(str(source), out, RedactOptions(detect=()))
     assert report.audio_streams == 1 and report.audio_reencoded == ([] if copied else [codec])
+    channels = len(sound)
+    mixed = [f"{codec}: {channels} channels to mono"] if channels > 8 else []
+    assert report.audio_downmixed == report.summary()["audio_downmixed"] == mixed
     with av.open(str(out)) as container:
         assert container.streams.audio[0].codec_context.name == (codec if copied else "aac")
+        assert container.streams.audio[0].channels == (1 if mixed else channels)
     heard, first = decoded_audio(out, 8000)
     assert first == pytest.approx(0.0, abs=1e-3) and abs(len(heard) - sound.shape[1]) <= 1024
     original = sound.mean(axis=0)[: len(heard) - 1024]

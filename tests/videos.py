@@ -87,9 +87,9 @@ def write_with_audio(
             out.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         out.mux(video.encode(None))
         for start in range(0, sound.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(
-                np.ascontiguousarray(sound[:, start : start + 1024]), format="fltp", layout=layout
-            )
+            # packed: PyAV's planar frames take at most 8 channels (AVFrame.data)
+            part = sound[:, start : start + 1024].T.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format="flt", layout=layout)
             frame.sample_rate, frame.pts = rate, start
             out.mux(audio.encode(frame))
         out.mux(audio.encode(None))
