@@ -113,7 +113,7 @@ def watch_command(
         int,
         typer.Option(
             min=16,
-            help="Longest VLM answer per window, in tokens (a dozen findings fit in 512).",
+            help="Longest VLM answer per window, in tokens, up to 32768 (a dozen findings fit in 512).",
             rich_help_panel="VLM",
         ),
     ] = 512,

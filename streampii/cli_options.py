@@ -40,7 +40,7 @@ WindowSeconds = Annotated[
 ]
 Stride = Annotated[
     float,
-    typer.Option(help="Seconds between window starts (less than --window: windows overlap).", rich_help_panel=SAMPLING),
+    typer.Option(help="Seconds between window starts (below --window: windows overlap).", rich_help_panel=SAMPLING),
 ]
 VlmChoice = Annotated[
     VLM,
@@ -61,7 +61,8 @@ BatchSize = Annotated[
     int | None,
     typer.Option(
         min=1,
-        help=f"Windows per VLM generate call (default: {GPU_BATCH} for files on a CUDA GPU without --blur, else 1).",
+        help=f"Windows per VLM generate call, up to 256"
+        f" (default: {GPU_BATCH} for files on a CUDA GPU without --blur, else 1).",
         show_default=False,
         rich_help_panel=VLM_PANEL,
     ),

@@ -30,7 +30,7 @@ from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.lending import Lender
 from streampii.redactor import RedactOptions, Redactor, build_detectors
 from streampii.rtsp import LiveOptions, LiveSource, is_live
-from streampii.sampler import Frame, SamplerOptions, needed_near_ticks, sample_frames
+from streampii.sampler import GRID, Frame, SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
 from streampii.state import Resume, RunState, event_from_state, event_to_state, fingerprint, input_key
@@ -49,6 +49,8 @@ READ_AHEAD = 8
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what --device accepts
 MAX_BATCH = 256  # windows per generate call: far past the 32 that docs/performance.md measured
 MAX_NEW_TOKENS = 32768  # Qwen2-VL's context
+QWEN_CONTEXT = 32768  # Qwen2-VL's max_position_embeddings: prompt, visual tokens and answer together
+PROMPT_TOKENS = 1024  # the system prompt and a window's text (about 400), with room to spare
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,17 @@ class WatchOptions:
             raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         check_range("--batch-size", self.batch_size, 1, MAX_BATCH)
         check_range("--max-new-tokens", self.max_new_tokens, 16, MAX_NEW_TOKENS)
-        self.windows.frame_counts(self.sampler.fps)  # raises when a window would hold too many frames
+        frames = self.windows.frame_counts(self.sampler.fps)[0]  # raises when a window would hold too many frames
+        if self.vlm != "off" and not self.detectors_alone:
+            # two frames make one temporal patch, of at most max_pixels / 28^2 tokens
+            visual = frames // 2 * (self.sampler.max_pixels // (GRID * GRID))
+            if visual + PROMPT_TOKENS + self.max_new_tokens > QWEN_CONTEXT:
+                raise ValueError(
+                    f"--window {self.windows.window:g} s at --fps {self.sampler.fps:g} and --max-pixels"
+                    f" {self.sampler.max_pixels}: up to {visual} visual tokens a window, which with --max-new-tokens"
+                    f" {self.max_new_tokens} exceeds Qwen2-VL's {QWEN_CONTEXT}-token context"
+                    " (shorten --window, lower --fps or --max-pixels)"
+                )
         if self.detectors_alone and not self.redact.detect:
             raise ValueError("--detect must name at least one kind for the detectors to run alone")
 

@@ -168,6 +168,7 @@ BAD_OPTIONS = [  # (command, options, the error line's start)
     ("watch", ["--fps", "inf"], "--fps must be above 0 and at most 1000, got inf"),
     ("watch", ["--fps", "1e300"], "--fps must be above 0 and at most 1000"),
     ("watch", ["--fps", "200"], "--window 8 s at --fps 200 is 1600 frames a window: at most 768"),
+    ("watch", ["--fps", "12", "--window", "64", "--stride", "60", "--vlm", "qwen2-vl"], "--window 64 s at --fps 12"),
     ("watch", ["--window", "inf"], "--window must be above 0 s and at most 3600 s, got inf"),
     ("watch", ["--window", "1e300", "--stride", "1"], "--window must be above 0 s"),
     ("watch", ["--max-pixels", "100000000000"], "--max-pixels must be within 784..12845056"),
