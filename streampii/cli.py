@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import sys
 import threading
@@ -93,6 +94,22 @@ def main(
     ] = False,
 ) -> None:
     """streampii: personal data in video, found, logged and blurred."""
+    _log_warnings()
+
+
+class _WarningLines(logging.Handler):
+    """The library's log warnings (a window's unusable answer, a camera's drop) as this command's
+    own warning lines on stderr, not as bare text from Python's last-resort handler."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _warn(record.getMessage())
+
+
+def _log_warnings() -> None:
+    logger = logging.getLogger("streampii")
+    if not any(isinstance(h, _WarningLines) for h in logger.handlers):
+        logger.addHandler(_WarningLines(logging.WARNING))
+        logger.propagate = False
 
 
 @app.command("watch")
@@ -299,7 +316,12 @@ def watch_command(
         if result.state != "complete" or result.error:
             _warn(f"{result.source}: {result.error or result.state}")
     if results:
-        (err if json_out else out).print(_summary(results, options))
+        # every input has a row: those that failed at once (no manifest) and those never started too
+        rows = [
+            outcomes.get(n) if isinstance(outcomes.get(n), RunResult) else _failed_row(source, outcomes.get(n))
+            for n, source in enumerate(sources)
+        ]
+        (err if json_out else out).print(_summary(rows, options))
     incomplete = failures + sum(r.state != "complete" or r.error is not None for r in results)
     if incomplete == 0:
         raise typer.Exit(EXIT_OK)
@@ -463,6 +485,13 @@ def _unique_stems(sources: list[str], state: RunState | None = None) -> dict[str
         used.add(stem)
         stems[source] = stem
     return stems
+
+
+def _failed_row(source: str | InputError, outcome: InputError | None) -> RunResult:
+    """A summary row for an input with no result: it failed (``InputError``) or never started."""
+    error = source if isinstance(source, InputError) else outcome
+    name = error.source if error is not None else redact_url(source)
+    return RunResult(name, "failed" if error is not None else "not started", error=error and error.reason)
 
 
 def _summary(results: list[RunResult], options: WatchOptions) -> Table:

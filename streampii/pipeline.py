@@ -7,6 +7,7 @@ them, and each event is written the moment no later window can change it.
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import threading
 import time
@@ -46,6 +47,7 @@ LIVE_WINDOW_ROWS = 600
 # measured 4-6% less decode CPU in a --blur run (its threads' and ours), 20% beside a consumer
 # that sleeps between frames.
 READ_AHEAD = 8
+logger = logging.getLogger("streampii.pipeline")
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what --device accepts
 MAX_BATCH = 256  # windows per generate call: far past the 32 that docs/performance.md measured
 MAX_NEW_TOKENS = 32768  # Qwen2-VL's context
@@ -488,6 +490,9 @@ def _run(
                 window_rows.append(_window_row(window, rows, decision))
                 result.windows += 1
                 result.windows_failed += any(r.error for r in rows)
+                for r in (r for r in rows if r.error):
+                    span = f"{window.start:.2f}-{window.end:.2f} s"
+                    logger.warning("%s: window %d (%s): %s", redact_url(info.source), window.index, span, r.error)
                 findings = [f for r in rows for f in r.findings]
                 emit(merger.add(findings, now=window.start, wall_clock=src.wall_clock), log)
                 if redactor is not None:

@@ -89,6 +89,7 @@ def test_good_inputs_complete_beside_bad_ones(
     assert result.returncode == 3, result.stderr  # partial failure
     assert "Traceback" not in result.stderr
     assert result.stderr.count("streampii: error: ") == len(REASONS)
+    assert f"{len(args)} input(s)" in result.stdout  # the summary has a row for every input, failed ones too
     manifest = json.loads((tmp_path / f"{good.stem}.manifest.json").read_text())
     assert manifest["state"] == "complete"
     truncated = json.loads((tmp_path / "half.manifest.json").read_text())
@@ -350,3 +351,28 @@ def test_watch_and_segments_declare_their_common_options_alike() -> None:
     common = ("fps", "max_pixels", "window", "stride", "vlm", "model", "device", "batch_size", "kv_cache", "gate")
     for name in (*common, "blur", "detect"):
         assert watch[name] == segments[name], name
+
+
+def test_a_failed_windows_warning_names_its_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The VLM's unusable answers were bare lines ("window 1 (6.00-7.92 s): ...") from Python's
+    last-resort log handler: with --jobs 2 or a camera beside files, no one could tell whose."""
+    from typer.testing import CliRunner
+
+    from streampii import cli
+    from streampii.analyzers import WindowResult
+
+    class Unreadable:
+        name = "qwen2-vl"
+
+        def analyze(self, windows):
+            return [WindowResult(w, [], self.name, error="unparseable answer: no JSON") for w in windows]
+
+        def describe(self) -> dict:
+            return {"name": self.name}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([Unreadable()], None))
+    write_video(tmp_path / "cam.mp4", [i / 5 for i in range(20)])
+    result = CliRunner().invoke(cli.app, ["watch", "cam.mp4", "--out", "out", "--gate", "off"])
+    assert "streampii: warning: cam.mp4: window 0 (0.00-" in result.output, result.output
+    assert "unparseable answer: no JSON" in result.output

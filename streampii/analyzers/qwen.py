@@ -420,11 +420,12 @@ class QwenAnalyzer:
         try:
             parsed = parse_answer(answer, window, detector=self.name)
         except UnparseableAnswer as exc:
-            log.warning("window %d (%.2f-%.2f s): unusable answer: %s", window.index, window.start, window.end, exc)
+            # (the pipeline warns of a failed window, naming its input)
+            log.info("window %d (%.2f-%.2f s): unusable answer: %s", window.index, window.start, window.end, exc)
             result.error = f"unparseable answer: {exc}"
             return result
         for problem in parsed.problems:
-            log.warning("window %d (%.2f-%.2f s): %s", window.index, window.start, window.end, problem)
+            log.info("window %d (%.2f-%.2f s): %s", window.index, window.start, window.end, problem)
         result.findings = parsed.findings
         return result
 
