@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import shutil
 import threading
 import time
 from collections import Counter, deque
@@ -409,6 +410,8 @@ def _run(
             state.forget(key)
         resume = Resume(state, key, fingerprint(source, options.settings()), events_path)
     append = resume.start(merger, live=info.live) if resume is not None else False
+    if not append:  # a file analysed anew: the raw answers of an earlier run's windows are not this run's
+        shutil.rmtree(out / f"{stem}.debug", ignore_errors=True)
     if src.camera is not None:
         manifest.extra["live"] = src.camera.summary
     if extra:

@@ -365,7 +365,7 @@ def test_a_failed_windows_warning_names_its_input(tmp_path: Path, monkeypatch: p
         name = "qwen2-vl"
 
         def analyze(self, windows):
-            return [WindowResult(w, [], self.name, error="unparseable answer: no JSON") for w in windows]
+            return [WindowResult(w, [], self.name, error="unparseable answer: no JSON", raw="?") for w in windows]
 
         def describe(self) -> dict:
             return {"name": self.name}
@@ -373,6 +373,11 @@ def test_a_failed_windows_warning_names_its_input(tmp_path: Path, monkeypatch: p
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([Unreadable()], None))
     write_video(tmp_path / "cam.mp4", [i / 5 for i in range(20)])
-    result = CliRunner().invoke(cli.app, ["watch", "cam.mp4", "--out", "out", "--gate", "off"])
+    args = ["watch", "cam.mp4", "--out", "out", "--gate", "off"]
+    result = CliRunner().invoke(cli.app, [*args, "--window", "2", "--stride", "1"])
     assert "streampii: warning: cam.mp4: window 0 (0.00-" in result.output, result.output
     assert "unparseable answer: no JSON" in result.output
+    # analysed anew with other windows: the debug folder holds this run's failed windows, not the last run's too
+    CliRunner().invoke(cli.app, args)
+    windows = json.loads((tmp_path / "out" / "cam.manifest.json").read_text())["counts"]["windows_total"]
+    assert len(list((tmp_path / "out" / "cam.debug").iterdir())) == windows
