@@ -241,6 +241,8 @@ class Gate:
         if None in scores:
             # a frame with nothing before it to compare with (windows given out of order): unknown
             return GateDecision(window, True, "no reference frame", motion)
+        if not self._slots:  # motion alone: a still window is idle, no detector to run or reuse
+            return GateDecision(window, False, "idle", motion)
         found = self._reused(*picture)
         if found == "":
             found = self._detect(frames)
@@ -251,6 +253,11 @@ class Gate:
         if found:
             return GateDecision(window, True, found, motion)
         return GateDecision(window, False, "idle", motion)
+
+    @property
+    def detects(self) -> bool:
+        """Whether detectors look at still windows (``detect``), or motion alone decides."""
+        return bool(self._slots)
 
     def describe(self) -> dict:
         """The gate's settings for the manifest."""

@@ -442,8 +442,7 @@ def _run(
         timer.gate = gate
         manifest.extra["gate"] = lambda: {
             **gate.describe(),
-            "detector_runs": gate.detector_runs,
-            "detector_reuses": gate.detector_reuses,
+            **({"detector_runs": gate.detector_runs, "detector_reuses": gate.detector_reuses} if gate.detects else {}),
         }
     else:
         manifest.extra["gate"] = lambda: {"mode": options.gate.mode if analyzers else "off (no VLM to spare)"}

@@ -69,7 +69,9 @@ class FakeDetector:
 
 
 def test_static_noisy_frames_are_idle_except_the_first_window() -> None:
-    decisions = decide_all(static_images(12), GateOptions(mode="motion"))
+    gate = Gate(GateOptions(mode="motion"))
+    decisions = list(gate_windows(sliding_windows(to_frames(static_images(12)), WINDOWS, fps=1.0), gate))
+    assert not gate.detects and gate.detector_runs == gate.detector_reuses == 0  # motion alone: no detector counts
     assert len(decisions) == 5
     assert [d.analyze for d in decisions] == [True, False, False, False, False]
     assert decisions[0].reason == "first window"
