@@ -157,9 +157,11 @@ class RunResult:
 
 
 def output_stem(source: str) -> str:
-    """File stem for an input's outputs: the file's stem, or a readable name for a URL."""
+    """File stem for an input's outputs: the file's stem, or a readable name for a URL made of its
+    host, port and path only (no credentials, no query string: it may carry ``?password=``)."""
     if is_url(source):
         rest = redact_url(source).split("://", 1)[1].replace("***@", "")
+        rest = re.split(r"[?#]", rest, maxsplit=1)[0]
         return re.sub(r"[^A-Za-z0-9._-]+", "_", rest).strip("_.") or "stream"
     return Path(source).stem or "input"
 

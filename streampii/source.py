@@ -30,12 +30,22 @@ _OWN_OUTPUT = re.compile(r"\.redacted(\.clip\d+)?(\.partial)?\.mp4(\.partial)?$|
 # password may hold "@", "/" or spaces, where no parser can tell where the authority ends. Masking
 # a path's "@" too (or all up to a later URL's) hides more than needed, never less.
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://).*@")
+# A query parameter whose name suggests a credential (?user=admin&password=..., the form of Dahua,
+# Amcrest and many NVRs; ?token=, ?api_key=, ?sig=): its value is masked. Names are matched by
+# part and case-insensitively, so that "passwd", "access_token" or "X-Amz-Signature" are caught too:
+# masking a harmless value costs nothing, showing a secret does.
+_QUERY_CREDENTIALS = re.compile(
+    r"(?P<name>[?&;][^=&#\s]*(?:user|usr|login|pass|pwd|token|auth|key|secret|sig|cred)[^=&#\s]*=)[^&#\s]*",
+    re.IGNORECASE,
+)
 
 
 def redact_url(text: str) -> str:
-    """Hide ``user:password@`` in any URL inside ``text`` (logs, manifests, errors, output names):
-    every URL shown or turned into a name goes through here."""
-    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    """Hide ``user:password@`` and the values of credential query parameters (``?password=``) in
+    any URL inside ``text`` (logs, manifests, errors, output names): every URL shown or turned into
+    a name goes through here."""
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+    return _QUERY_CREDENTIALS.sub(r"\g<name>***", text)
 
 
 def is_url(source: str) -> bool:

@@ -276,6 +276,17 @@ def test_an_input_named_twice_is_processed_once_under_its_own_stem(tmp_path: Pat
         ("rtsp://cam.lan:554/s1: connection refused", "rtsp://cam.lan:554/s1: connection refused"),
         ("rtsp://***@cam.lan/s1", "rtsp://***@cam.lan/s1"),
         ("a rtsp://u:p1@h1/x\nb rtsps://u:p2@h2/y", "a rtsp://***@h1/x\nb rtsps://***@h2/y"),
+        # query-string credentials (Dahua, Amcrest, NVRs): values masked, the query left out of names
+        ("rtsp://h:554/cam?user=admin&password=S3cret", "rtsp://h:554/cam?user=***&password=***"),
+        (
+            "rtsp://h/cam?channel=1&PWD=S3&usr=a&Login=b&passwd=c",
+            "rtsp://h/cam?channel=1&PWD=***&usr=***&Login=***&passwd=***",
+        ),
+        (
+            "https://h/s?access_token=T&X-Amz-Signature=Z&sig=Y&apikey=K#f",
+            "https://h/s?access_token=***&X-Amz-Signature=***&sig=***&apikey=***#f",
+        ),
+        ("rtsp://h/cam?auth=T&secret=S: 401 unauthorized", "rtsp://h/cam?auth=***&secret=*** 401 unauthorized"),
     ],
 )
 def test_urls_are_shown_and_named_without_their_credentials(text: str, shown: str) -> None:
@@ -284,7 +295,8 @@ def test_urls_are_shown_and_named_without_their_credentials(text: str, shown: st
 
     assert redact_url(text) == shown
     if " " not in shown:
-        assert output_stem(text) == shown.split("@", 1)[-1].replace(":", "_").replace("/", "_")
+        name = shown.split("@", 1)[-1].split("?")[0].split("#")[0]
+        assert output_stem(text) == name.split("://")[-1].replace(":", "_").replace("/", "_")
 
 
 def test_own_outputs_in_the_out_folder_are_not_inputs(tmp_path: Path) -> None:

@@ -192,14 +192,24 @@ def test_stream_without_video_track() -> None:
         srv.stop()
 
 
-def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(auth_server: RtspServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("credentials", ["userinfo", "query"])
+def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(credentials: str, request, tmp_path: Path) -> None:
+    """Credentials as ``user:password@`` or as a query string (``?user=&password=``, the form of
+    Dahua, Amcrest and many NVRs): neither reaches a name, the manifest or the state."""
+    if credentials == "userinfo":
+        camera = request.getfixturevalue("auth_server")
+        url, shown = camera.url(f"alice:{PASSWORD}"), f"rtsp://***@127.0.0.1:{camera.port}/cam"
+    else:  # the server ignores the query string: the camera opens as without it
+        camera = request.getfixturevalue("server")
+        url = f"{camera.url()}?channel=1&user=alice&Password=s3cret&token=s3cret"
+        shown = f"{camera.url()}?channel=1&user=***&Password=***&token=***"
     out = tmp_path / "out"
     cmd = [
         sys.executable,
         "-m",
         "streampii",
         "watch",
-        auth_server.url(f"alice:{PASSWORD}"),
+        url,
         "--out",
         str(out),
         "--vlm",
@@ -231,7 +241,8 @@ def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(auth_server: 
     assert manifest["counts"]["windows_total"] >= 1
     recorded = list((tmp_path / "rec").glob("*.mp4"))
     assert recorded and all(p.name.startswith("127.0.0.1_") for p in recorded)
-    assert manifest["live"]["url"] == manifest["input"]["source"] == f"rtsp://***@127.0.0.1:{auth_server.port}/cam"
+    assert manifest["live"]["url"] == manifest["input"]["source"] == shown
+    assert manifests[0].name == f"127.0.0.1_{camera.port}_cam.manifest.json"
     everything = (
         stdout
         + stderr
@@ -242,7 +253,7 @@ def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(auth_server: 
             if p.is_file() and not p.name.endswith((".sqlite", "-wal", "-shm"))
         )
     )
-    assert "s3cret" not in everything
+    assert "s3cret" not in everything and "alice" not in everything
     import sqlite3
 
     with sqlite3.connect(next(out.glob("*.sqlite"))) as db:
