@@ -518,6 +518,9 @@ def _run(
             if stop is not None and stop.is_set():
                 result.state = "interrupted"
                 break
+        if info.live and stop is not None and stop.is_set():
+            # also a stop before the first window (the loop above never ran): a camera's clean end
+            result.state = "interrupted"
         emit(merger.close(), log)
         if redactor is not None:
             with timer.stage("redact_released"):

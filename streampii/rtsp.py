@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import av
 
 from streampii.errors import InputError, check_range
-from streampii.source import DecodedFrame, DecodeReport, VideoInfo, describe, redact_url, seconds
+from streampii.source import NO_FRAMES, DecodedFrame, DecodeReport, VideoInfo, describe, redact_url, seconds
 
 log = logging.getLogger("streampii.rtsp")
 
@@ -348,7 +348,9 @@ class LiveSource:
 
     def open(self) -> VideoInfo:
         self._connected_at = time.time()  # the camera starts sending at PLAY, inside connect()
-        self._container = connect(self.url, self.options)
+        self._container = self._connect()
+        if self._container is None:  # stopped while connecting: a run without frames, ended cleanly
+            return VideoInfo(self.shown, 0, 0, "", None, None, None, 0, 0.0, False, live=True)
         return describe(self._container, self.url, live=True)
 
     def wall_clock(self, t: float) -> float:
@@ -377,8 +379,9 @@ class LiveSource:
             self._halt.set()
             self._thread.join(timeout=self.options.read_timeout + 5)
             report.error = report.error or self._error
-            if report.frames_decoded == 0 and report.error is None:
-                report.error = "no frame could be decoded"
+            # stopped before the first frame (still connecting): a clean stop, not a broken stream
+            if report.frames_decoded == 0 and report.error is None and not self.stop.is_set():
+                report.error = NO_FRAMES
 
     def close(self) -> None:
         self._halt.set()
@@ -484,7 +487,7 @@ class LiveSource:
             gap.attempts += 1
             connected_at = time.time()
             try:
-                container = connect(self.url, self.options)
+                container = self._connect()
             except _Permanent as exc:
                 self._error = f"reconnect refused: {exc.reason}"
                 return None, 0.0
@@ -499,6 +502,40 @@ class LiveSource:
             )
             return container, connected_at
         return None, 0.0
+
+    def _connect(self) -> av.container.InputContainer | None:
+        """``connect()``, given up (None) as soon as a stop is requested: FFmpeg's own wait for a
+        camera that does not answer (up to --timeout) cannot be interrupted, so it runs on a
+        thread of its own, which closes what it opens after being given up."""
+        if self._stopping():
+            return None
+        lock, outcome = threading.Lock(), []
+        done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                result = (connect(self.url, self.options), None)
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting thread
+                result = (None, exc)
+            with lock:
+                if outcome:  # given up: nobody takes this container
+                    if result[0] is not None:
+                        result[0].close()
+                    return
+                outcome.append(result)
+            done.set()
+
+        threading.Thread(target=attempt, name="streampii-connect", daemon=True).start()
+        while not done.wait(0.1):
+            if self._stopping():
+                with lock:
+                    if not outcome:
+                        outcome.append((None, None))
+                        return None
+        container, error = outcome[0]
+        if error is not None:
+            raise error
+        return container
 
     def _stopping(self) -> bool:
         return self.stop.is_set() or self._halt.is_set()

@@ -183,6 +183,43 @@ def test_unreachable_host_fails_within_the_timeout() -> None:
         LiveSource(f"rtsp://alice:{PASSWORD}@nonexistent.invalid/cam", FAST).open()
 
 
+def test_a_stop_before_the_first_frame_is_a_clean_end(server: RtspServer, tmp_path: Path) -> None:
+    camera = LiveSource(server.url(), FAST)
+    camera.open()
+    camera.stop.set("test")  # connected, no frame decoded yet
+    report = DecodeReport()
+    assert list(camera.frames(report)) == [] and report.error is None
+    camera.close()
+    stop = StopFlag()
+    stop.set("test")  # before the camera even answers
+    options = WatchOptions(out=tmp_path / "out", gate=NO_GATE)
+    result = watch(server.url(), options, [BrightnessAnalyzer()], stem="cam", stop=stop, live=FAST)
+    assert result.state == "complete" and result.error is None
+
+
+def test_cli_sigterm_while_a_camera_is_still_connecting_exits_0(tmp_path: Path) -> None:
+    hole = BlackHole()  # answers nothing: the run waits in the connection (up to --timeout 120)
+    try:
+        cmd = [sys.executable, "-m", "streampii", "watch", f"rtsp://127.0.0.1:{hole.port}/cam", "--out", "o"]
+        proc = subprocess.Popen(
+            [*cmd, "--vlm", "off", "--timeout", "120"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), str(HERE)])},
+        )
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)  # far less than --timeout: the stop ends the wait
+    finally:
+        hole.close()
+    assert proc.returncode == 0, stderr
+    assert "warning" not in stderr
+    manifest = json.loads(next((tmp_path / "o").glob("*.manifest.json")).read_text())
+    assert manifest["state"] == "complete" and manifest["live"]["stopped_by"] == "SIGTERM"
+
+
 def test_stream_without_video_track() -> None:
     srv = RtspServer("--audio-only").start()
     try:
