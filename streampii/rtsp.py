@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -191,7 +191,10 @@ def _resolves(url: str) -> bool:
 class SegmentRecorder:
     """Remuxes the camera's packets (no re-encode) into files of about ``segment_seconds``, each
     starting at a video keyframe and named by its local start time (as ffmpeg's segment muxer
-    with ``-strftime 1`` names them); each connection starts a new file.
+    with ``-strftime 1`` names them); each connection starts a new file. The start time is the
+    wall time of the file's first frame as the live source's clock maps it (``clock``, which
+    events use too), not when its first packet arrived: a connection's first packets arrive in
+    a burst, after FFmpeg's probing, which named its first file about a second late.
 
     A file is written as ``<name>.partial`` and renamed to ``<name>`` once closed: a muxer
     buffers, so a quiet camera's open file may not change for many seconds, and a folder reader
@@ -218,6 +221,10 @@ class SegmentRecorder:
         self._start: tuple[int, Fraction] | None = None  # the file's first keyframe: pts, time base
         self._base: float | None = None  # the connection's first keyframe, seconds: cuts at base + k x segment
         self._next_cut = 0.0
+        # a packet's time (seconds) -> UNIX time, set by the live source for each connection; None
+        # while unknown (its first frame not decoded yet)
+        self.clock: Callable[[float], float | None] | None = None
+        self._first: float | None = None  # the file's first keyframe, seconds
 
     def start(self, container: av.container.InputContainer) -> None:
         """A new connection: its first file starts at its first keyframe (a file must start decodable)."""
@@ -260,11 +267,14 @@ class SegmentRecorder:
         """Close and rename the current file (a connection's end, or the run's)."""
         if self._out is None:
             return
-        out, path = self._out, self._path
+        out, written = self._out, self._path
         self._out = None
+        wall = self.clock(self._first) if self.clock is not None and self._first is not None else None
+        # named now: by the time the file ends, its first frame has been decoded and mapped
+        path = self._free_path(time.localtime(wall), written) if wall is not None else written
         try:
             out.close()  # writes the index (moov atom)
-            partial_path(path).rename(path)
+            partial_path(written).rename(path)
         except (av.error.FFmpegError, OSError) as exc:
             self._fail(f"cannot finish {path.name}: {getattr(exc, 'strerror', None) or exc}")
             return
@@ -280,12 +290,8 @@ class SegmentRecorder:
             self._base = t
         segment = self.options.segment_seconds
         self._next_cut = self._base + (int((t - self._base) / segment) + 1) * segment
-        self._start, self._offsets = (pts, time_base), {}
-        name = time.strftime(self.options.record_name.format(stem=self.stem))
-        path = self.directory / f"{name}.{self.options.record_format}"
-        n = 2
-        while path.exists() or partial_path(path).exists() or path.name in self.recorded:
-            path, n = self.directory / f"{name}-{n}.{self.options.record_format}", n + 1  # never overwrite
+        self._start, self._offsets, self._first = (pts, time_base), {}, t
+        path = self._free_path(time.localtime())  # until the file's first frame is mapped (stop())
         try:
             self.directory.mkdir(parents=True, exist_ok=True)  # again: it may have been removed
             out = av.open(str(partial_path(path)), mode="w", format=self.options.record_format)
@@ -294,6 +300,16 @@ class SegmentRecorder:
             self._fail(f"cannot create {path.name}: {getattr(exc, 'strerror', None) or exc}")
             return
         self._out, self._path = out, path
+
+    def _free_path(self, when: time.struct_time, own: Path | None = None) -> Path:
+        """The file's name for a start time: never one that is taken (another run's, this one's;
+        ``own``: the name the file is being written under, free for it)."""
+        name = time.strftime(self.options.record_name.format(stem=self.stem), when)
+        path = self.directory / f"{name}.{self.options.record_format}"
+        n = 2
+        while path != own and (path.exists() or partial_path(path).exists() or path.name in self.recorded):
+            path, n = self.directory / f"{name}-{n}.{self.options.record_format}", n + 1  # never overwrite
+        return path
 
     def _offset(self, index: int, time_base: Fraction) -> int:
         offset = self._offsets.get(index)
@@ -435,13 +451,15 @@ class LiveSource:
         video = container.streams.video[0]
         video.codec_context.thread_type = "AUTO"
         streams = [video] + (list(container.streams.audio[:1]) if self.recorder else [])
-        if self.recorder:
-            self.recorder.start(container)
         if self.wall_base is None:
             self.wall_base = connected_at
         # t continues in real time across reconnects: the outage is part of the timeline
         offset = max(connected_at - self.wall_base, self._last_t + 1e-3) if self._last_t >= 0 else 0.0
         first_pts: float | None = None
+        if self.recorder:
+            self.recorder.start(container)
+            # a recorded file is named by its first frame's wall time, as this connection maps frames
+            self.recorder.clock = lambda s: None if first_pts is None else self.wall_base + offset + s - first_pts
         last_pts = None
         try:
             for packet in container.demux(streams):

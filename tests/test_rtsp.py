@@ -19,6 +19,7 @@ from streampii.errors import InputError
 from streampii.pipeline import WatchOptions, watch
 from streampii.rtsp import LiveOptions, LiveSource, StopFlag
 from streampii.sampler import SamplerOptions
+from streampii.segments import name_time
 from streampii.source import DecodeReport
 from streampii.windows import WindowOptions
 
@@ -276,8 +277,12 @@ def test_cli_stops_cleanly_on_sigterm_and_never_shows_the_password(credentials: 
     manifest = json.loads(manifests[0].read_text())
     assert manifest["state"] == "complete" and manifest["finished_at"] and manifest["live"]["stopped_by"] == "SIGTERM"
     assert manifest["counts"]["windows_total"] >= 1
-    recorded = list((tmp_path / "rec").glob("*.mp4"))
+    recorded = sorted((tmp_path / "rec").glob("*.mp4"))
     assert recorded and all(p.name.startswith("127.0.0.1_") for p in recorded)
+    # named by their first frames' wall times: a step of --segment-seconds (names hold whole seconds)
+    starts = [name_time(p.name) for p in recorded]
+    assert abs(starts[0] - manifest["live"]["wall_base"]) <= 2
+    assert all(abs(b - a - 2) <= 1 for a, b in zip(starts, starts[1:], strict=False))
     assert manifest["live"]["url"] == manifest["input"]["source"] == shown
     assert manifests[0].name == f"127.0.0.1_{camera.port}_cam.manifest.json"
     everything = (

@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import av
 import pytest
 from live_helpers import NO_GATE, BrightnessAnalyzer, brightness_draw
 from videos import write_video
@@ -53,6 +54,27 @@ def test_name_time() -> None:
     assert name_time("cam1_20261125T101500.mp4") == datetime(2026, 11, 25, 10, 15).timestamp()  # local time
     assert name_time("clip.mp4") is None
     assert describe_segment(Path("cam1_20261125T101500.mp4"), read_metadata=False).camera == "cam1"
+
+
+def test_recorded_files_are_named_by_their_first_frames_wall_time(tmp_path: Path) -> None:
+    """A connection's first packets arrive in a burst: each file is named by its first frame's wall
+    time as the live source maps it, not by when its packets arrived (here all in one instant)."""
+    from streampii.rtsp import LiveOptions, SegmentRecorder
+
+    clip = write_video(
+        tmp_path / "clip.mp4", [i / 10 for i in range(70)], codec_options={"g": "10"}
+    )  # a keyframe a second
+    start = datetime(2026, 11, 25, 10, 15, 0).timestamp()  # local time, as the names are
+    recorder = SegmentRecorder(tmp_path / "rec", "cam", LiveOptions(segment_seconds=2.0))
+    with av.open(str(clip)) as container:
+        recorder.start(container)
+        recorder.clock = lambda s: start + s
+        for packet in container.demux(container.streams.video[0]):
+            recorder.write(packet)
+    recorder.stop()
+    times = [name_time(name) - start for name in recorder.recorded]
+    assert recorder.recorded[0] == "cam_20261125T101500.mp4" and times == [0, 2, 4, 6]
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == recorder.recorded
 
 
 def test_order_and_half_written_segments(tmp_path: Path, segment_video: Path) -> None:
