@@ -30,6 +30,7 @@ import av
 
 from streampii.errors import InputError, check_range
 from streampii.source import NO_FRAMES, DecodedFrame, DecodeReport, VideoInfo, describe, redact_url, seconds
+from streampii.writer import partial_path
 
 log = logging.getLogger("streampii.rtsp")
 
@@ -331,11 +332,6 @@ class SegmentRecorder:
         if not self._failing:
             self._failing = True
             log.warning("%s: recording failed: %s; trying again at the next segment", self.label, reason)
-
-
-def partial_path(path: Path) -> Path:
-    """Where a file is written until it is finished: a name no folder listing takes for a video."""
-    return path.with_name(path.name + ".partial")
 
 
 class LiveSource:

@@ -60,7 +60,8 @@ def _first_packets(source: str) -> dict[int, av.Packet]:
 
 
 def partial_path(path: Path) -> Path:
-    """Where the video for ``path`` is written until it is closed: ``<name>.partial`` beside it."""
+    """Where the file for ``path`` is written until it is closed: ``<name>.partial`` beside it, a
+    name no folder listing takes for a video (a reader never sees a half-written file)."""
     return path.with_name(path.name + ".partial")
 
 
