@@ -51,8 +51,8 @@ READ_AHEAD = 8
 logger = logging.getLogger("streampii.pipeline")
 DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what --device accepts
 MAX_BATCH = 256  # windows per generate call: far past the 32 that docs/performance.md measured
-MAX_NEW_TOKENS = 32768  # Qwen2-VL's context
 QWEN_CONTEXT = 32768  # Qwen2-VL's max_position_embeddings: prompt, visual tokens and answer together
+MAX_NEW_TOKENS = QWEN_CONTEXT  # no answer is longer than the context
 PROMPT_TOKENS = 1024  # the system prompt and a window's text (about 400), with room to spare
 
 

@@ -583,11 +583,14 @@ class _Output:
         self.report.audio_reencoded = list(writer.audio.reencoded) if writer.audio else []
         self.report.audio_downmixed = list(writer.audio.downmixed) if writer.audio else []
 
+    def _video_end(self, writer: VideoWriter) -> float:
+        """Where the video written so far ends, in the input's seconds: its last frame, and that frame's time."""
+        return (writer.last or 0.0) + (1.0 / self.info.fps if self.info.fps else 0.0)
+
     def _end_clip(self) -> None:
         if self.writer is not None:
             w = self.writer
-            frame_time = 1.0 / self.info.fps if self.info.fps else 0.0
-            w.close(audio_until=(w.last or 0.0) + frame_time)
+            w.close(audio_until=self._video_end(w))
             self.report.clips.append((w.path, self._clip_start, self._clip_start + (w.last - w.first)))
             self._audio(w)
             self.writer = None
@@ -601,8 +604,7 @@ class _Output:
                     self._end_clip()
                 elif self.writer is not None:
                     # a video cut short (a stop) gets the audio of its own stretch, not the input's rest
-                    frame_time = 1.0 / self.info.fps if self.info.fps else 0.0
-                    self.writer.close(audio_until=(self.writer.last or 0.0) + frame_time if cut else None)
+                    self.writer.close(audio_until=self._video_end(self.writer) if cut else None)
                     self.report.path = self.writer.path
             except Exception as exc:
                 raise self._failed(exc) from exc
