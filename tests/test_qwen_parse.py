@@ -172,3 +172,15 @@ def test_nothing_found(window, answer):
 def test_unparseable_answers_raise(window, answer):
     with pytest.raises(UnparseableAnswer):
         parse_answer(answer, window)
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1" + "0" * 400])
+def test_nan_infinity_and_huge_numbers_are_ignored(window, number):
+    # Python's JSON reads NaN, Infinity and huge integers: they crashed the parser (and so every
+    # window of the call) or reached the log as NaN
+    answer = (
+        f'{{"findings": [{{"category": "face", "first_frame": {number}, "last_frame": 2, "start": {number}, '
+        f'"confidence": {number}, "box": [{number}, 0, 500, 500]}}]}}'
+    )
+    (f,) = parse_answer(answer, window).findings
+    assert (f.start, f.end, f.confidence, f.boxes) == (20.0, 20.52, None, [])

@@ -11,6 +11,7 @@ frame numbers, never seconds we would have to trust.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -212,12 +213,19 @@ def _frame_index(item: dict, frame_keys: tuple, time_keys: tuple, window: Window
 
 
 def _number(value) -> float | None:
+    """A finite number, or None: Python's JSON reads NaN, Infinity and integers too large for a float."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    match = re.search(r"-?\d+(?:\.\d+)?", str(value))
-    return float(match.group()) if match else None
+    if not isinstance(value, int | float):
+        match = re.search(r"-?\d+(?:\.\d+)?", str(value))
+        if match is None:
+            return None
+        value = match.group()
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _value(value) -> str | None:
@@ -266,9 +274,9 @@ def _coords(value) -> tuple[float, float, float, float] | None:
         flat = re.findall(r"-?\d+(?:\.\d+)?", str(value))
     try:
         numbers = [float(v) for v in flat]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return tuple(numbers) if len(numbers) == 4 else None
+    return tuple(numbers) if len(numbers) == 4 and all(map(math.isfinite, numbers)) else None
 
 
 def _timed_box(coords: tuple[float, ...], frame: Frame) -> TimedBox:
