@@ -340,3 +340,20 @@ def test_a_cameras_debug_files_keep_the_latest_only(tmp_path) -> None:
     _write_debug(tmp_path, "cam", [answered], keep=3)  # no file, none removed
     names = sorted(p.name for p in (tmp_path / "cam.debug").iterdir())
     assert names == [f"window-{i:05d}.qwen2-vl.txt" for i in (2, 3, 4)]
+
+
+def test_a_window_across_a_resolution_change_is_analysed(tiny_qwen2vl: Path, one_thread, monkeypatch) -> None:
+    """A stream that changes resolution (cameras, concatenated TS) gives a window frames of two grid
+    sizes: np.stack raised and ended the run with a traceback. The later frames take the first one's size."""
+    import numpy as np
+
+    from streampii.analyzers.qwen import load_qwen2vl
+    from streampii.sampler import Frame
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    wide, tall = np.zeros((280, 504, 3), np.uint8), np.zeros((336, 448, 3), np.uint8)
+    frames = [Frame(i, float(i), wide if i < 2 else tall, (640, 360) if i < 2 else (640, 480)) for i in range(4)]
+    analyzer = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=1, max_new_tokens=8)
+    (result,) = analyzer.analyze([Window(0, tuple(frames))])
+    assert result.visual_tokens == expected_tokens(4, 280, 504)
+    assert result.raw is not None

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from streampii.analyzers import WindowResult
@@ -362,7 +363,7 @@ class QwenAnalyzer:
             self.processor.apply_chat_template(build_messages(w), tokenize=False, add_generation_prompt=True)
             for w in batch
         ]
-        videos = [np.stack([f.image for f in w.frames]) for w in batch]
+        videos = [window_video(w) for w in batch]
         inputs = self.processor(
             text=texts,
             videos=videos,
@@ -431,6 +432,21 @@ class QwenAnalyzer:
 
     def _failed(self, window: Window, reason: str, started: float) -> WindowResult:
         return WindowResult(window, [], self.name, error=reason, seconds=time.perf_counter() - started)
+
+
+def window_video(window: Window) -> np.ndarray:
+    """The window's frames as one video, frames x H x W x 3. A stream that changes resolution
+    gives a window frames of two grid sizes: the later ones are resized to the first one's (a
+    box, 0..1000 of the picture, still maps to each frame's own size)."""
+    height, width = window.frames[0].image.shape[:2]
+    return np.stack(
+        [
+            f.image
+            if f.image.shape[:2] == (height, width)
+            else cv2.resize(f.image, (width, height), interpolation=cv2.INTER_AREA)
+            for f in window.frames
+        ]
+    )
 
 
 def blank_window(frames: int, max_pixels: int) -> Window:
