@@ -71,6 +71,18 @@ def test_grounding_tokens_only_answer(window):
     assert (tattoo.category, tattoo.label) == ("other", "a tattoo")
 
 
+def test_boxes_after_one_label_share_it(window):
+    # Qwen2-VL names several objects once and lists a box for each; they were "other" with no label
+    answer = (
+        "<|object_ref_start|>faces<|object_ref_end|><|box_start|>(10,20),(30,40)<|box_end|>"
+        "<|box_start|>(500,500),(600,600)<|box_end|>, <|box_start|>(700,700),(800,800)<|box_end|>"
+        " and a box of its own: <|box_start|>(0,0),(100,100)<|box_end|>"
+    )
+    findings = parse_answer(answer, window).findings
+    assert [f.category for f in findings] == ["face", "face", "face", "other"]
+    assert [len(f.boxes) for f in findings] == [1, 1, 1, 1]
+
+
 def test_grounding_tokens_after_json_attach_to_their_finding(window):
     answer = (
         '{"findings": [{"category": "person_name", "value": "Maria Lopez", "first_frame": 2}]}\n'

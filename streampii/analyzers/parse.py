@@ -107,16 +107,23 @@ def normalize_category(raw: str) -> tuple[str, str | None]:
 
 def _replace_grounding(text: str) -> tuple[str, list[tuple[int, str, tuple[float, ...]]]]:
     """Replace each grounding group with ``[x1, y1, x2, y2]`` (label kept as a string before it
-    when it stands in prose) and return (text, [(position in new text, label, box)])."""
+    when it stands in prose) and return (text, [(position in new text, label, box)]). Boxes that
+    follow a labelled one directly share its label: Qwen2-VL names several objects once
+    (``<|object_ref_start|>faces<|object_ref_end|><|box_start|>...<|box_end|><|box_start|>...``)."""
     out: list[str] = []
     found: list[tuple[int, str, tuple[float, ...]]] = []
     pos = length = 0
+    label = ""
     for match in _GROUNDING.finditer(text):
         out.append(text[pos : match.start()])
+        if match.group("label") is not None:
+            label = match.group("label").strip()
+        elif text[pos : match.start()].strip(" \t\r\n,;"):
+            label = ""  # a box of its own, not one more of the label before it
         length += match.start() - pos
         box = tuple(float(match.group(i)) for i in range(2, 6))
         replacement = "[" + ", ".join(f"{v:g}" for v in box) + "]"
-        found.append((length, (match.group("label") or "").strip(), box))
+        found.append((length, label, box))
         out.append(replacement)
         length += len(replacement)
         pos = match.end()
