@@ -174,13 +174,16 @@ def describe(container: av.container.InputContainer, source: str, live: bool = F
     if rotation in (90, 270):
         width, height = height, width
     rate = stream.average_rate or stream.guessed_rate
+    start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
     duration = None
     if not live:
         if stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / av.time_base
-    start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+            if "matroska" in container.format.name:
+                # a Matroska segment's duration runs from timestamp 0, not from the first frame
+                duration = max(round(duration - start, 6), 0.0)
     return VideoInfo(
         source=redact_url(source),
         width=width,

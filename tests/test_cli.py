@@ -119,6 +119,19 @@ def test_outputs_follow_the_contract(clips: dict[str, Path], tmp_path: Path) -> 
     assert "complete" in result.stdout and "intel_car" in result.stdout  # the summary table
 
 
+@pytest.mark.parametrize("suffix", [".mkv", ".ts"])
+def test_a_file_that_starts_late_is_complete_with_its_own_duration(tmp_path: Path, suffix: str) -> None:
+    """Times count from the first frame. A Matroska segment's duration counts from timestamp 0: a
+    file starting at 5 s was read as 5 s longer than it is, and its run said "cut short" (exit 3)."""
+    clip = write_video(tmp_path / f"late{suffix}", [5 + i / 10 for i in range(40)])
+    result = run("watch", str(clip), "--vlm", "off", "--out", str(tmp_path / "out"), "--window", "2", "--stride", "2")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "late.manifest.json").read_text())
+    assert manifest["state"] == "complete" and manifest["error"] is None
+    assert manifest["input"]["start_time"] == 5.0 and abs(manifest["input"]["duration"] - 4.0) < 0.1
+    assert [(w["start"], w["end"]) for w in manifest["windows"]] == [(0.0, 1.0), (2.0, 3.0), (3.9, 3.9)]
+
+
 def test_event_schema_accepts_events_and_rejects_bad_ones(tmp_path: Path) -> None:
     from streampii.analyzers import TimedBox
 
