@@ -32,7 +32,7 @@ from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.lending import Lender
 from streampii.redactor import RedactOptions, Redactor, build_detectors
 from streampii.rtsp import LiveOptions, LiveSource, is_live
-from streampii.sampler import GRID, Frame, SamplerOptions, needed_near_ticks, sample_frames
+from streampii.sampler import GRID, MAX_ASPECT_RATIO, Frame, SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
 from streampii.state import Resume, RunState, event_from_state, event_to_state, fingerprint, input_key
@@ -267,6 +267,9 @@ def _watch(
     else:
         container = open_video(source)
         info = describe(container, source)
+        if max(info.width, info.height) > MAX_ASPECT_RATIO * min(info.width, info.height):
+            container.close()  # no frame of it could be sampled (the sampler, as Qwen2-VL, refuses them)
+            raise InputError(info.source, f"{info.width}x{info.height}: aspect ratio above {MAX_ASPECT_RATIO}:1")
         clock = (lambda t: wall_start + t) if wall_start is not None else None
         detecting = options.blur or options.detectors_alone
         # the redactor needs every frame: then one full decode feeds both it and the sampler

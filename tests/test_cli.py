@@ -55,6 +55,7 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path])
         "half_moov_last": root / "half_moov_last.mp4",
         "audio_only": audio_only,
         "half": root / "half.mp4",
+        "thin": write_video(root / "thin.mp4", [0.0, 0.5], size=(2000, 8)),
     }
 
 
@@ -65,6 +66,7 @@ REASONS = {
     "text": "not a video file",
     "half_moov_last": "not a video file",
     "audio_only": "has no video stream",
+    "thin": "aspect ratio above 200:1",
 }
 
 
