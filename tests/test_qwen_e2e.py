@@ -357,3 +357,25 @@ def test_a_window_across_a_resolution_change_is_analysed(tiny_qwen2vl: Path, one
     (result,) = analyzer.analyze([Window(0, tuple(frames))])
     assert result.visual_tokens == expected_tokens(4, 280, 504)
     assert result.raw is not None
+
+
+def test_a_failing_model_call_fails_its_windows_and_the_run_goes_on(tiny_qwen2vl: Path, one_thread, monkeypatch):
+    """Any fault of generate (a CUDA error, a processor's on an odd window) ended the whole command with a
+    traceback, every input of a shared call with it: the windows fail with the reason, the others are answered."""
+    from streampii.analyzers.qwen import load_qwen2vl
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    windows = street_windows()
+    analyzer = load_qwen2vl(str(tiny_qwen2vl), "cpu", batch_size=2, max_new_tokens=8)
+    generate = analyzer.net.generate
+
+    def faulty(**kwargs):
+        if kwargs["pixel_values_videos"].shape[0] >= 4 * 20 * 36:  # a call with the first window (4 frame pairs)
+            raise RuntimeError("CUDA error: an illegal memory access was encountered\nmore")
+        return generate(**kwargs)
+
+    monkeypatch.setattr(analyzer.net, "generate", faulty)
+    results = analyzer.analyze(windows)
+    assert [r.window.index for r in results] == [w.index for w in windows]
+    assert results[0].error == "model call failed (RuntimeError: CUDA error: an illegal memory access was encountered)"
+    assert all(r.raw is not None and not (r.error or "").startswith("model call") for r in results[1:])

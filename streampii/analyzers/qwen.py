@@ -307,8 +307,16 @@ class QwenAnalyzer:
                 return self._run_batch(batch[:half]) + self._run_batch(batch[half:])
             return [self._failed(batch[0], "out of memory on one window (lower --max-pixels or --window)", started)]
         except Exception as exc:
-            self._give_up_static_cache(exc)
-            return self._run_batch(batch)
+            if self.kv_cache == "static":
+                self._give_up_static_cache(exc)
+                return self._run_batch(batch)
+            # any other fault of the model call (a CUDA error, a processor's on an odd window) fails
+            # the windows, as a bad answer does: the run goes on, the manifest and a warning say why
+            if len(batch) > 1:  # a fault of one window's fails that window alone
+                half = len(batch) // 2
+                return self._run_batch(batch[:half]) + self._run_batch(batch[half:])
+            log.debug("window %d: the model call failed", batch[0].index, exc_info=True)
+            return [self._failed(batch[0], f"model call failed ({type(exc).__name__}: {_first_line(exc)})", started)]
         seconds = (time.perf_counter() - started) / len(batch)
         return [self._result(w, a, n, seconds) for w, a, n in zip(batch, answers, tokens, strict=True)]
 
