@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import replace
@@ -277,6 +278,10 @@ def watch_command(
         except InputError as exc:
             outcomes[n] = exc
             _error(str(exc))
+        except Exception as exc:  # a bug of ours: this input fails, the others go on (the traceback is for a report)
+            outcomes[n] = InputError(redact_url(source), f"internal error: {type(exc).__name__}: {exc}")
+            _error(f"{outcomes[n]} (a bug in streampii; the traceback follows)")
+            sys.stderr.write(redact_url("".join(traceback.format_exception(exc))))
         finally:
             if state is not None:
                 state.close()

@@ -470,7 +470,8 @@ def _run(
             data["open_tracks"] = [event_to_state(e) for e in keyed(redactor.open_events())]
         return data
 
-    # a redacted video that cannot be written ends the input (OutputError): the manifest says so
+    # a redacted video that cannot be written ends the input (OutputError), as a fault of ours does:
+    # the manifest says so
     with (
         _failed_output(manifest, result, report, timer, window_rows, by_category),
         EventLog(events_path, append=append) as log,
@@ -560,11 +561,16 @@ def _run(
 
 @contextmanager
 def _failed_output(manifest: _Manifest, result: RunResult, *state) -> Iterator[None]:
-    """An ``OutputError`` goes up as it came, the manifest first saved with its reason (state failed)."""
+    """An ``OutputError``, or any fault of ours, goes up as it came, the manifest first saved with its
+    reason (state failed): a manifest left "running" would tell an audit the input is still at work."""
     try:
         yield
     except OutputError as exc:
         result.state, result.error = "failed", exc.reason
+        manifest.save(result, *state, finished=True)
+        raise
+    except Exception as exc:
+        result.state, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         manifest.save(result, *state, finished=True)
         raise
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import numpy as np
 import pytest
 from videos import write_video
 
@@ -408,3 +409,38 @@ def test_a_failed_windows_warning_names_its_input(tmp_path: Path, monkeypatch: p
     CliRunner().invoke(cli.app, args)
     windows = json.loads((tmp_path / "out" / "cam.manifest.json").read_text())["counts"]["windows_total"]
     assert len(list((tmp_path / "out" / "cam.debug").iterdir())) == windows
+
+
+def test_a_fault_of_ours_fails_its_input_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug met on one input (here in the analyzer's hands) ended the whole batch with a traceback,
+    the inputs after it never run and its manifest left "running": that input fails with the reason,
+    its manifest says so, and the others complete."""
+    from typer.testing import CliRunner
+
+    from streampii import cli
+    from streampii.analyzers import WindowResult
+
+    class Buggy:
+        name = "qwen2-vl"
+
+        def analyze(self, windows):
+            if any(w.frames[0].image.mean() > 100 for w in windows):  # the bright input's windows
+                raise KeyError("frame_size")
+            return [WindowResult(w, [], self.name) for w in windows]
+
+        def describe(self) -> dict:
+            return {"name": self.name}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([Buggy()], None))
+    write_video(
+        tmp_path / "bright.mp4", [i / 5 for i in range(20)], draw=lambda i, t: np.full((180, 320, 3), 200, np.uint8)
+    )
+    write_video(tmp_path / "dark.mp4", [i / 5 for i in range(20)], draw=lambda i, t: np.zeros((180, 320, 3), np.uint8))
+    result = CliRunner().invoke(cli.app, ["watch", "bright.mp4", "dark.mp4", "--out", "out", "--gate", "off"])
+    assert result.exit_code == 3, result.output
+    assert "streampii: error: bright.mp4: internal error: KeyError: 'frame_size' (a bug in streampii" in result.output
+    bright = json.loads((tmp_path / "out" / "bright.manifest.json").read_text())
+    assert bright["state"] == "failed" and bright["error"] == "internal error: KeyError: 'frame_size'"
+    assert bright["finished_at"] is not None
+    assert json.loads((tmp_path / "out" / "dark.manifest.json").read_text())["state"] == "complete"
