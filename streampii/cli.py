@@ -278,10 +278,9 @@ def watch_command(
         except InputError as exc:
             outcomes[n] = exc
             _error(str(exc))
-        except Exception as exc:  # a bug of ours: this input fails, the others go on (the traceback is for a report)
-            outcomes[n] = InputError(redact_url(source), f"internal error: {type(exc).__name__}: {exc}")
-            _error(f"{outcomes[n]} (a bug in streampii; the traceback follows)")
-            sys.stderr.write(redact_url("".join(traceback.format_exception(exc))))
+        except Exception as exc:  # a bug of ours: this input fails, the others go on
+            outcomes[n] = internal_error(source, exc)
+            _error(str(outcomes[n]))
         finally:
             if state is not None:
                 state.close()
@@ -532,6 +531,14 @@ def _make_folder(option: str, folder: Path) -> None:
         reason = "cannot write in the folder (permission denied)"
     _error(f"{option} {folder}: {reason}")
     raise typer.Exit(EXIT_USAGE)
+
+
+def internal_error(source: str, exc: Exception) -> InputError:
+    """A bug of ours met on ``source``, as that input's failure: its traceback goes to stderr now,
+    for a report; the error line is the caller's to print."""
+    sys.stderr.write(redact_url("".join(traceback.format_exception(exc))))
+    reason = f"internal error: {type(exc).__name__}: {exc} (a bug in streampii: please report it, with the traceback)"
+    return InputError(redact_url(source), reason)
 
 
 def _error(message: str) -> None:

@@ -349,11 +349,14 @@ def segments_command(
                     wall_start=segment.start,
                     models=models,
                 )
-            except InputError as exc:
+            except Exception as exc:
+                # a bug of ours met on one segment fails it alone: a service restarted on the crash
+                # would meet it again, and never reach the later segments
+                error = exc if isinstance(exc, InputError) else cli.internal_error(str(segment.path), exc)
                 if segment.path.exists():  # (deleted meanwhile: nothing to record, process_folder skips it)
                     # a broken file is reported once, not every run: again only once the file changed
-                    state.mark(key(segment), "failed", exc.reason, file_fingerprint(segment.path))
-                raise
+                    state.mark(key(segment), "failed", error.reason, file_fingerprint(segment.path))
+                raise error from None
 
         def report(run: SegmentRun) -> None:
             if run.gone:

@@ -440,6 +440,7 @@ def test_a_fault_of_ours_fails_its_input_alone(tmp_path: Path, monkeypatch: pyte
     result = CliRunner().invoke(cli.app, ["watch", "bright.mp4", "dark.mp4", "--out", "out", "--gate", "off"])
     assert result.exit_code == 3, result.output
     assert "streampii: error: bright.mp4: internal error: KeyError: 'frame_size' (a bug in streampii" in result.output
+    assert "Traceback" in result.output  # (for a report)
     bright = json.loads((tmp_path / "out" / "bright.manifest.json").read_text())
     assert bright["state"] == "failed" and bright["error"] == "internal error: KeyError: 'frame_size'"
     assert bright["finished_at"] is not None

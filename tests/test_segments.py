@@ -486,3 +486,34 @@ def test_sigterm_stops_a_segment_resumable_and_exits_0(tmp_path: Path, monkeypat
         assert state.status(key) == "complete"
     manifest = json.loads((out / f"{segment.stem}.manifest.json").read_text())
     assert manifest["counts"]["windows_resumed"] >= 3
+
+
+def test_a_bug_met_on_one_segment_fails_it_alone(tmp_path: Path, segment_video: Path, monkeypatch) -> None:
+    """A fault of ours on one segment ended `segments` with a traceback: a service restarted on the crash
+    met it again and never reached the later segments. The segment fails (marked, not tried again until
+    its file changes), the others are processed."""
+    from typer.testing import CliRunner
+
+    from streampii import cli, segments
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    names = [f"cam1_20261125T10{minute:02d}00Z.mp4" for minute in (0, 5)]
+    for name in names:
+        old(Path(shutil.copy(segment_video, folder / name)))
+    analyse = segments.watch_input
+
+    def buggy_on_the_first(source, *args, **kwargs):
+        if source.endswith(names[0]):
+            raise ZeroDivisionError("float division by zero")
+        return analyse(source, *args, **kwargs)
+
+    monkeypatch.setattr(segments, "watch_input", buggy_on_the_first)
+    out = tmp_path / "out"
+    args = ["segments", str(folder), "--out", str(out), "--vlm", "off"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 3, result.output
+    assert f"{names[0]}: internal error: ZeroDivisionError: float division by zero" in result.output
+    assert f"{names[1]}: 0 event(s)" in result.output
+    again = CliRunner().invoke(cli.app, args)  # not tried again: its file has not changed
+    assert again.exit_code == 0 and "internal error" not in again.output, again.output
