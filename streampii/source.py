@@ -107,7 +107,11 @@ def expand_inputs(items: list[str], out: Path | None = None) -> list[str | Input
     seen: set[str | Path] = set()
 
     def add(source: str) -> None:
-        key = source if is_url(source) else Path(source).resolve()
+        try:
+            key = source if is_url(source) else Path(source).resolve()
+        except (OSError, RuntimeError):  # a symlink loop (Python 3.11 raises RuntimeError, 3.13 OSError)
+            expanded.append(InputError(source, "symbolic link loop (too many levels of symbolic links)"))
+            return
         if key not in seen:
             seen.add(key)
             expanded.append(source)

@@ -35,6 +35,7 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path])
     # moov atom at the end, cut before it: the container has no index at all
     moov_last = write_video(root / "moov_last.mp4", [i / 10 for i in range(30)])
     (root / "half_moov_last.mp4").write_bytes(moov_last.read_bytes()[: moov_last.stat().st_size // 2])
+    (root / "loop.mp4").symlink_to("loop.mp4")  # a symlink to itself: no path resolves it
     audio_only = root / "audio_only.mp4"
     import av
     import numpy as np
@@ -57,6 +58,7 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path])
         "audio_only": audio_only,
         "half": root / "half.mp4",
         "thin": write_video(root / "thin.mp4", [0.0, 0.5], size=(2000, 8)),
+        "symlink_loop": root / "loop.mp4",
     }
 
 
@@ -68,6 +70,7 @@ REASONS = {
     "half_moov_last": "not a video file",
     "audio_only": "has no video stream",
     "thin": "aspect ratio above 200:1",
+    "symlink_loop": "symbolic link loop",
 }
 
 
