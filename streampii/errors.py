@@ -17,7 +17,8 @@ class AnalyzerError(Exception):
 
 
 class OutputError(InputError):
-    """An input's redacted video cannot be written: that input ends failed, the others go on."""
+    """An input's results cannot be written (its redacted video, log, manifest or state: a full disk...):
+    that input ends failed, the others go on."""
 
 
 def check_range(name: str, value: float, low: float, high: float, *, above: bool = False, unit: str = "") -> None:

@@ -10,6 +10,7 @@ import itertools
 import logging
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from collections import Counter, deque
@@ -35,7 +36,7 @@ from streampii.rtsp import LiveOptions, LiveSource, is_live
 from streampii.sampler import GRID, MAX_ASPECT_RATIO, Frame, SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
 from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
-from streampii.state import Resume, RunState, event_from_state, event_to_state, fingerprint, input_key
+from streampii.state import STATE_FILE, Resume, RunState, event_from_state, event_to_state, fingerprint, input_key
 from streampii.timing import StageTimes, ThreadGroup
 from streampii.windows import Window, WindowOptions, sliding_windows
 
@@ -145,7 +146,7 @@ class Progress:
 @dataclass
 class RunResult:
     source: str
-    state: str  # complete | truncated | interrupted | failed (the redacted video could not be written)
+    state: str  # complete | truncated | interrupted | failed (its results could not be written)
     events: int = 0
     windows: int = 0
     windows_failed: int = 0
@@ -185,7 +186,7 @@ def watch(
     """Analyse one input and write its event log and manifest into ``options.out``.
 
     Raises ``InputError`` when the input cannot be opened at all (nothing is written then), and
-    ``OutputError`` when its redacted video cannot be written (the manifest then says failed).
+    ``OutputError`` when its results cannot be written (the manifest then says failed, where it can).
     ``state``: resume where a killed run stopped. ``live``: options for rtsp:// sources.
     ``extra``: keys every event carries (segment name). ``wall_start``: UNIX time of t = 0,
     so events get wall-clock times (live sources always have them). ``models``: the detectors
@@ -312,6 +313,8 @@ def _watch(
             extra,
             kit,
         )
+    except (OSError, sqlite3.Error) as exc:  # its outputs cannot be written: this input fails, the others go on
+        raise OutputError(info.source, _write_failure(exc, options.out)) from exc
     finally:
         source_.close()
 
@@ -470,8 +473,8 @@ def _run(
             data["open_tracks"] = [event_to_state(e) for e in keyed(redactor.open_events())]
         return data
 
-    # a redacted video that cannot be written ends the input (OutputError), as a fault of ours does:
-    # the manifest says so
+    # results that cannot be written end the input (OutputError), as a fault of ours does: the
+    # manifest says so
     with (
         _failed_output(manifest, result, report, timer, window_rows, by_category),
         EventLog(events_path, append=append) as log,
@@ -561,18 +564,35 @@ def _run(
 
 @contextmanager
 def _failed_output(manifest: _Manifest, result: RunResult, *state) -> Iterator[None]:
-    """An ``OutputError``, or any fault of ours, goes up as it came, the manifest first saved with its
-    reason (state failed): a manifest left "running" would tell an audit the input is still at work."""
+    """An output that cannot be written (the redacted video, the log, the manifest, the state: a full
+    disk...), or any fault of ours, goes up as it came, the manifest first saved with the reason (state
+    failed) where the disk still takes it: a manifest left "running" would tell an audit the input is
+    still at work."""
     try:
         yield
-    except OutputError as exc:
-        result.state, result.error = "failed", exc.reason
-        manifest.save(result, *state, finished=True)
+    except (OutputError, OSError, sqlite3.Error) as exc:
+        result.state = "failed"
+        result.error = exc.reason if isinstance(exc, OutputError) else _write_failure(exc, manifest.path.parent)
+        try:
+            manifest.save(result, *state, finished=True)
+        except OSError:
+            pass  # the same fault: the input's error line says why
         raise
     except Exception as exc:
         result.state, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
-        manifest.save(result, *state, finished=True)
+        try:
+            manifest.save(result, *state, finished=True)
+        except OSError:
+            pass  # the input's error line says why
         raise
+
+
+def _write_failure(exc: OSError | sqlite3.Error, out: Path) -> str:
+    """Why an input's results could not be written into ``out``, in one line."""
+    if isinstance(exc, sqlite3.Error):
+        return f"cannot update {out / STATE_FILE}: {exc}"
+    where = Path(exc.filename).name if exc.filename else f"its results in {out}"
+    return f"cannot write {where}: {exc.strerror or exc}"
 
 
 def _resume_data(log: EventLog, by_category: Counter, result: RunResult, window_rows: WindowRows) -> dict:

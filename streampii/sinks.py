@@ -55,11 +55,15 @@ def write_json_atomic(path: Path, data: dict, indent: int | None = 2) -> None:
     for files rewritten often during a run."""
     text = json.dumps(data, indent=indent, ensure_ascii=False, default=str)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: no half-written file left beside the outputs
+        raise
 
 
 def event_schema() -> dict:

@@ -448,3 +448,50 @@ def test_a_fault_of_ours_fails_its_input_alone(tmp_path: Path, monkeypatch: pyte
     assert bright["state"] == "failed" and bright["error"] == "internal error: KeyError: 'frame_size'"
     assert bright["finished_at"] is not None
     assert json.loads((tmp_path / "out" / "dark.manifest.json").read_text())["state"] == "complete"
+
+
+@pytest.mark.parametrize("fault", ["disk full", "state"])
+def test_results_that_cannot_be_written_end_that_input_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """A full disk (or a state database that cannot be written) while an input's results were being
+    written was a traceback that ended the batch, and left ``<stem>.manifest.json.tmp`` behind: now
+    that input ends with one line naming it and the reason, and the others go on."""
+    import errno
+    import os
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from streampii import cli
+    from streampii.state import RunState
+
+    if fault == "disk full":  # every file of input a: its log, its manifest (the failed one too)
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith("a."):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        reason = "a.mp4: cannot write its results in out: No space left on device"
+    else:
+        real_checkpoint = RunState.checkpoint
+
+        def checkpoint(self, key: str, *args, **kwargs) -> None:
+            if key.startswith("a|"):
+                raise sqlite3.OperationalError("database or disk is full")
+            real_checkpoint(self, key, *args, **kwargs)
+
+        monkeypatch.setattr(RunState, "checkpoint", checkpoint)
+        reason = "a.mp4: cannot update out/streampii-state.sqlite: database or disk is full"
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        write_video(tmp_path / f"{name}.mp4", [i / 5 for i in range(20)])
+    result = CliRunner().invoke(cli.app, ["watch", "a.mp4", "b.mp4", "--out", "out", "--vlm", "off"])
+    assert result.exit_code == 3, result.output
+    assert isinstance(result.exception, SystemExit)  # the exit code: no traceback
+    assert f"streampii: error: {reason}" in result.output
+    assert json.loads((tmp_path / "out" / "b.manifest.json").read_text())["state"] == "complete"
+    assert not list((tmp_path / "out").glob("*.tmp"))
