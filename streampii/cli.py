@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -60,7 +61,7 @@ from streampii.redactor import RedactOptions
 from streampii.rtsp import LiveOptions, StopFlag, is_live, stop_on_signals
 from streampii.sampler import SamplerOptions
 from streampii.source import expand_inputs, redact_url
-from streampii.state import RunState
+from streampii.state import STATE_FILE, RunState
 from streampii.windows import WindowOptions
 from streampii.writer import X264_PRESETS
 
@@ -235,6 +236,7 @@ def watch_command(
         _error(f"--blur works on files, not on a live camera ({cameras[0]}): --record it and blur the segments")
         raise typer.Exit(EXIT_USAGE)
     _make_folder("--out", out_dir)
+    _check_state(out_dir)
     if record is not None:
         _make_folder("--record", record)
     analyzers, note = _build_analyzers(options)
@@ -539,6 +541,16 @@ def internal_error(source: str, exc: Exception) -> InputError:
     sys.stderr.write(redact_url("".join(traceback.format_exception(exc))))
     reason = f"internal error: {type(exc).__name__}: {exc} (a bug in streampii: please report it, with the traceback)"
     return InputError(redact_url(source), reason)
+
+
+def _check_state(out_dir: Path) -> None:
+    """Open the ``--out`` folder's resume state now: a file there that is no SQLite database, or one
+    SQLite cannot open or write, ends the command with one line before any input is read."""
+    try:
+        RunState(out_dir).close()
+    except sqlite3.Error as exc:
+        _error(f"--out {out_dir}: cannot use its state file {STATE_FILE} ({exc})")
+        raise typer.Exit(EXIT_FAILED) from None
 
 
 def _error(message: str) -> None:

@@ -184,6 +184,22 @@ def test_an_out_folder_that_cannot_be_one_is_a_usage_error(tmp_path: Path, comma
     assert not list(tmp_path.glob("*.manifest.json"))  # before any input is read
 
 
+@pytest.mark.parametrize("command", ["watch", "segments"])
+def test_a_state_file_that_is_no_database_is_one_line(tmp_path: Path, command: str) -> None:
+    """``--out`` holding a damaged ``streampii-state.sqlite`` was an sqlite3 traceback."""
+    write_video(tmp_path / "clip.mp4", [i / 5 for i in range(10)])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "streampii-state.sqlite").write_text("not a database\n")
+    target = "clip.mp4" if command == "watch" else "."
+    result = run(command, target, "--vlm", "off", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.splitlines()  # one line, no traceback
+    assert (
+        line == "streampii: error: --out out: cannot use its state file streampii-state.sqlite (file is not a database)"
+    )
+    assert not list((tmp_path / "out").glob("*.manifest.json"))  # before any input is read
+
+
 BAD_OPTIONS = [  # (command, options, the error line's start)
     ("watch", ["--fps", "inf"], "--fps must be above 0 and at most 1000, got inf"),
     ("watch", ["--fps", "1e300"], "--fps must be above 0 and at most 1000"),
