@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -54,6 +55,9 @@ DEVICES = re.compile(r"auto|cpu|cuda(:\d+)?")  # what --device accepts
 MAX_BATCH = 256  # windows per generate call: far past the 32 that docs/performance.md measured
 QWEN_CONTEXT = 32768  # Qwen2-VL's max_position_embeddings: prompt, visual tokens and answer together
 MAX_NEW_TOKENS = QWEN_CONTEXT  # no answer is longer than the context
+# A file name holds 255 bytes: a stem this long leaves room for its longest output name
+# (<stem>-N.redacted.clipNNN.mp4.partial, <stem>.manifest.json.tmp)
+MAX_STEM_BYTES = 200
 PROMPT_TOKENS = 1024  # the system prompt and a window's text (about 400), with room to spare
 
 
@@ -159,12 +163,17 @@ class RunResult:
 
 def output_stem(source: str) -> str:
     """File stem for an input's outputs: the file's stem, or a readable name for a URL made of its
-    host, port and path only (no credentials, no query string: it may carry ``?password=``)."""
+    host, port and path only (no credentials, no query string: it may carry ``?password=``), cut
+    to ``MAX_STEM_BYTES``."""
     if is_url(source):
         rest = redact_url(source).split("://", 1)[1].replace("***@", "")
         rest = re.split(r"[?#]", rest, maxsplit=1)[0]
-        return re.sub(r"[^A-Za-z0-9._-]+", "_", rest).strip("_.") or "stream"
-    return Path(source).stem or "input"
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", rest).strip("_.") or "stream"
+    else:
+        stem = Path(source).stem or "input"
+    while len(os.fsencode(stem)) > MAX_STEM_BYTES:  # by characters: a name stays whole UTF-8
+        stem = stem[:-1]
+    return stem
 
 
 def watch(

@@ -25,7 +25,7 @@ import typer
 
 from streampii import cli_options as opts
 from streampii.errors import InputError, check_range
-from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, stage_models
+from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, output_stem, stage_models
 from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES, is_own_output
 from streampii.state import RunState, fingerprint, input_key
@@ -143,7 +143,8 @@ def segment_stem(state: RunState, path: Path) -> str:
     of ``stem``, ``stem-2``... that no other segment is recorded under (``cam.mkv`` beside
     ``cam.mp4``). Kept in the state, a name never changes between runs, and so neither does
     the segment's key: it is not done again, nor its outputs given to another segment."""
-    source, base = str(path), path.stem
+    source = str(path)
+    base = output_stem(source)
     if state.status(input_key(source, base)) is not None:  # the common case, one look-up
         return base
     recorded = state.stem_of(source) or _take_over_typed_path(state, path)

@@ -334,6 +334,20 @@ def test_urls_are_shown_and_named_without_their_credentials(text: str, shown: st
         assert output_stem(text) == name.split("://")[-1].replace(":", "_").replace("/", "_")
 
 
+def test_inputs_with_the_longest_names_get_outputs_of_names_that_fit(tmp_path: Path) -> None:
+    """A 240-character file name made ``<stem>.manifest.json.tmp`` longer than a file name may be
+    (255 bytes): a traceback that ended the batch. Stems are cut to 200 bytes, by whole characters."""
+    clip = write_video(tmp_path / "clip.mp4", [i / 5 for i in range(10)])
+    names = ["a" * 240 + "1.mp4", "a" * 240 + "2.mp4", "é" * 125 + ".mp4"]  # 246, 246, 254 bytes
+    for name in names:
+        shutil.copy(clip, tmp_path / name)
+    result = run("watch", *names, "--vlm", "off", "--out", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stems = ["a" * 200, "a" * 200 + "-2", "é" * 100]
+    for stem in stems:
+        assert json.loads((tmp_path / "out" / f"{stem}.manifest.json").read_text())["state"] == "complete"
+
+
 def test_own_outputs_in_the_out_folder_are_not_inputs(tmp_path: Path) -> None:
     folder = tmp_path / "sw"
     (folder / "sub").mkdir(parents=True)
