@@ -144,6 +144,8 @@ def open_video(
             raise InputError(shown, "no such file")
         if path.is_dir():
             raise InputError(shown, "is a folder")
+        if not path.is_file():  # a pipe is read once: the rotation peek and chunked decoding read a file again
+            raise InputError(shown, "not a regular file (a pipe, socket or device): give a video file")
         if path.stat().st_size == 0:
             raise InputError(shown, "file is empty (0 bytes)")
     try:

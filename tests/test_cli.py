@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,7 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path])
     moov_last = write_video(root / "moov_last.mp4", [i / 10 for i in range(30)])
     (root / "half_moov_last.mp4").write_bytes(moov_last.read_bytes()[: moov_last.stat().st_size // 2])
     (root / "loop.mp4").symlink_to("loop.mp4")  # a symlink to itself: no path resolves it
+    os.mkfifo(root / "fifo.mp4")  # its size is 0: it was said to be an empty file
     audio_only = root / "audio_only.mp4"
     import av
     import numpy as np
@@ -59,6 +61,8 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory, clips: dict[str, Path])
         "half": root / "half.mp4",
         "thin": write_video(root / "thin.mp4", [0.0, 0.5], size=(2000, 8)),
         "symlink_loop": root / "loop.mp4",
+        "fifo": root / "fifo.mp4",
+        "device": Path("/dev/zero"),
     }
 
 
@@ -71,6 +75,8 @@ REASONS = {
     "audio_only": "has no video stream",
     "thin": "aspect ratio above 200:1",
     "symlink_loop": "symbolic link loop",
+    "fifo": "not a regular file",
+    "device": "not a regular file",
 }
 
 
@@ -488,7 +494,6 @@ def test_results_that_cannot_be_written_end_that_input_alone(
     written was a traceback that ended the batch, and left ``<stem>.manifest.json.tmp`` behind: now
     that input ends with one line naming it and the reason, and the others go on."""
     import errno
-    import os
     import sqlite3
 
     from typer.testing import CliRunner
