@@ -21,6 +21,11 @@ class OutputError(InputError):
     that input ends failed, the others go on."""
 
 
+class OutputFolderError(OutputError):
+    """The output folder cannot take an input's results now (a full disk, a file it cannot write):
+    the input is not at fault, and a later run tries it again."""
+
+
 def check_range(name: str, value: float, low: float, high: float, *, above: bool = False, unit: str = "") -> None:
     """Raise ``ValueError`` naming ``name`` unless ``low <= value <= high`` (``low < value`` with
     ``above``). NaN and infinities never pass: every bound is finite."""

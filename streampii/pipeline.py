@@ -28,7 +28,7 @@ from streampii.analyzers import Analyzer, WindowResult
 from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch only with a model
 from streampii.chunks import can_split, default_workers, sample_in_chunks
 from streampii.detectors import Detector
-from streampii.errors import InputError, OutputError, check_range
+from streampii.errors import InputError, OutputError, OutputFolderError, check_range
 from streampii.events import Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.lending import Lender
@@ -323,7 +323,7 @@ def _watch(
             kit,
         )
     except (OSError, sqlite3.Error) as exc:  # its outputs cannot be written: this input fails, the others go on
-        raise OutputError(info.source, _write_failure(exc, options.out)) from exc
+        raise OutputFolderError(info.source, _write_failure(exc, options.out)) from exc
     finally:
         source_.close()
 

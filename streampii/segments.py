@@ -24,7 +24,7 @@ import av
 import typer
 
 from streampii import cli_options as opts
-from streampii.errors import InputError, check_range
+from streampii.errors import InputError, OutputFolderError, check_range
 from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, output_stem, stage_models
 from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES, is_own_output
@@ -355,7 +355,9 @@ def segments_command(
                 # a bug of ours met on one segment fails it alone: a service restarted on the crash
                 # would meet it again, and never reach the later segments
                 error = exc if isinstance(exc, InputError) else cli.internal_error(str(segment.path), exc)
-                if segment.path.exists():  # (deleted meanwhile: nothing to record, process_folder skips it)
+                # (deleted meanwhile: nothing to record, process_folder skips it; the output folder at
+                # fault, a full disk: the next run tries it again)
+                if segment.path.exists() and not isinstance(error, OutputFolderError):
                     # a broken file is reported once, not every run: again only once the file changed
                     state.mark(key(segment), "failed", error.reason, file_fingerprint(segment.path))
                 raise error from None

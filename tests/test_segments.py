@@ -320,6 +320,35 @@ def test_a_failed_segment_is_tried_again_once_its_file_changed(tmp_path: Path, s
     assert again.returncode == 0 and "event(s)" not in again.stderr, again.stderr
 
 
+def test_a_segment_whose_results_cannot_be_written_is_tried_again_by_the_next_run(
+    tmp_path: Path, segment_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk is the output folder's fault, not the segment's: it is not marked failed (which
+    skips it until its file changes), and the next run does it."""
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from streampii import cli
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old(Path(shutil.copy(segment_video, folder / "cam1_20261125T100000Z.mp4")))
+    args = ["segments", str(folder), "--out", str(tmp_path / "out"), "--vlm", "off"]
+    with monkeypatch.context() as m:
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        m.setattr(RunState, "checkpoint", full)
+        first = CliRunner().invoke(cli.app, args)
+    assert first.exit_code == 1 and "database or disk is full" in first.output, first.output
+    again = CliRunner().invoke(cli.app, args)
+    assert again.exit_code == 0 and "cam1_20261125T100000Z.mp4: " in again.output, again.output
+    manifest = json.loads((tmp_path / "out" / "cam1_20261125T100000Z.manifest.json").read_text())
+    assert manifest["state"] == "complete"
+
+
 def wait_for_text(path: Path, text: str, count: int = 1) -> str:
     deadline = time.monotonic() + 60
     while path.read_text().count(text) < count and time.monotonic() < deadline:
