@@ -6,6 +6,7 @@ them, and each event is written the moment no later window can change it.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import logging
 import os
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import cv2
 
@@ -265,7 +267,12 @@ def _watch(
             )
         camera = LiveSource(source, live, stop, stem=stem)
         info = camera.open()
-        source_ = _Source(camera.frames, camera.wall_clock, camera, None)
+        try:
+            claim = _claim(options.out, stem, info.source)
+        except BaseException:
+            camera.close()
+            raise
+        source_ = _Source(camera.frames, camera.wall_clock, camera, None, claim=claim)
         if options.detectors_alone:  # frames the detectors fall behind on are dropped, as for a slow VLM
             try:
                 source_.redactor = Redactor(
@@ -273,19 +280,30 @@ def _watch(
                 )
             except BaseException:
                 camera.close()
+                claim.close()
                 raise
     else:
         container = open_video(source)
-        info = describe(container, source)
-        if max(info.width, info.height) > MAX_ASPECT_RATIO * min(info.width, info.height):
-            container.close()  # no frame of it could be sampled (the sampler, as Qwen2-VL, refuses them)
-            raise InputError(info.source, f"{info.width}x{info.height}: aspect ratio above {MAX_ASPECT_RATIO}:1")
+        try:
+            info = describe(container, source)
+            if max(info.width, info.height) > MAX_ASPECT_RATIO * min(info.width, info.height):
+                # no frame of it could be sampled (the sampler, as Qwen2-VL, refuses them)
+                raise InputError(info.source, f"{info.width}x{info.height}: aspect ratio above {MAX_ASPECT_RATIO}:1")
+            claim = _claim(options.out, stem, info.source)
+        except BaseException:
+            container.close()
+            raise
         clock = (lambda t: wall_start + t) if wall_start is not None else None
         detecting = options.blur or options.detectors_alone
         # the redactor needs every frame: then one full decode feeds both it and the sampler
         needed = None if detecting else needed_near_ticks(options.sampler, info.fps)
         source_ = _Source(
-            lambda report: decode_video(container, info, report, needed), clock, None, container, read_ahead=READ_AHEAD
+            lambda report: decode_video(container, info, report, needed),
+            clock,
+            None,
+            container,
+            read_ahead=READ_AHEAD,
+            claim=claim,
         )
         workers = options.decode_workers or default_workers()
         if not detecting and workers > 1 and can_split(container, info, options.sampler):
@@ -304,6 +322,7 @@ def _watch(
                 )
             except BaseException:
                 container.close()
+                claim.close()
                 raise
     try:
         return _run(
@@ -341,6 +360,7 @@ class _Source:
     decoder_threads: ThreadGroup = field(default_factory=lambda: ThreadGroup("av:"))  # FFmpeg names its threads
     chunked: Callable[[DecodeReport], Iterator[Frame]] | None = None  # decoders side by side, already sampled
     read_ahead: int = 1  # frames decoded in one go (a camera's arrive when they arrive: one at a time)
+    claim: IO | None = None  # the input's event log, locked while this run writes its outputs (_claim)
 
     def sampled(self, report: DecodeReport, timer: StageTimes, options: SamplerOptions) -> Iterator[Frame]:
         """Sampled frames, from one decoder (with the redactor fed on the way) or from chunks."""
@@ -377,6 +397,26 @@ class _Source:
             self.camera.close()
         if self.container is not None:
             self.container.close()
+        if self.claim is not None:
+            self.claim.close()  # its lock goes with it
+
+
+def _claim(out: Path, stem: str, shown: str) -> IO:
+    """The input's event log, opened (not cut) and locked while this run writes its outputs: a
+    second run into the same ``--out`` with the same input (or stem) would write over them at the
+    same time, interleaving the log and removing the other's redacted video. The lock goes when
+    the file is closed, or with the process however it ends: never stale."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        claim = open(out / f"{stem}.events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise OutputFolderError(shown, _write_failure(exc, out)) from exc
+    try:
+        fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        claim.close()
+        raise OutputFolderError(shown, f"another streampii run is writing its outputs ({stem}.*) in {out}") from None
+    return claim
 
 
 def _run(

@@ -354,6 +354,34 @@ def test_inputs_with_the_longest_names_get_outputs_of_names_that_fit(tmp_path: P
         assert json.loads((tmp_path / "out" / f"{stem}.manifest.json").read_text())["state"] == "complete"
 
 
+def test_an_input_another_run_is_writing_into_the_same_out_is_left_to_it(tmp_path: Path) -> None:
+    """Two runs with the same input and --out at once wrote one log together (NUL bytes where the
+    second cut it) and the second removed the first's redacted video while it was written. The run
+    that comes second now leaves that input alone, with one line, and does its other inputs."""
+    import fcntl
+
+    for name in ("a", "b"):
+        write_video(tmp_path / f"{name}.mp4", [i / 5 for i in range(10)])
+    out = tmp_path / "out"
+    out.mkdir()
+    partial = out / "a.redacted.mp4.partial"
+    partial.write_bytes(b"being written")
+    with open(out / "a.events.jsonl", "a") as log:  # the other run's lock
+        log.write('{"category": "face"}\n')
+        log.flush()
+        fcntl.flock(log, fcntl.LOCK_EX)
+        result = run("watch", "a.mp4", "b.mp4", "--vlm", "off", "--blur", "--out", "out", cwd=tmp_path)
+        assert result.returncode == 3, result.stderr
+        line = "streampii: error: a.mp4: another streampii run is writing its outputs (a.*) in out"
+        assert result.stderr.splitlines() == [line]
+        assert (out / "a.events.jsonl").read_text() == '{"category": "face"}\n' and partial.exists()
+        assert not (out / "a.manifest.json").exists()
+        assert json.loads((out / "b.manifest.json").read_text())["state"] == "complete"
+    again = run("watch", "a.mp4", "--vlm", "off", "--blur", "--out", "out", cwd=tmp_path)  # the lock went with it
+    assert again.returncode == 0, again.stderr
+    assert (out / "a.redacted.mp4").is_file() and not partial.exists()
+
+
 def test_own_outputs_in_the_out_folder_are_not_inputs(tmp_path: Path) -> None:
     folder = tmp_path / "sw"
     (folder / "sub").mkdir(parents=True)
