@@ -236,10 +236,10 @@ def watch_command(
         _error(f"--blur works on files, not on a live camera ({cameras[0]}): --record it and blur the segments")
         raise typer.Exit(EXIT_USAGE)
     _make_folder("--out", out_dir)
-    _check_state(out_dir)
     if record is not None:
         _make_folder("--record", record)
     analyzers, note = _build_analyzers(options)
+    _check_state(out_dir)  # (after the model: one that cannot load leaves nothing written)
     options = _detectors_alone(options, analyzers)
     sources = expand_inputs(inputs, out_dir)
     with RunState(out_dir) as state:  # (--no-resume too: no input takes another's outputs)

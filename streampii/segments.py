@@ -318,8 +318,8 @@ def segments_command(
         cli._error(str(exc))
         raise typer.Exit(cli.EXIT_USAGE) from None
     cli._make_folder("--out", out_dir)
-    cli._check_state(out_dir)
     analyzers, note = cli._build_analyzers(options)
+    cli._check_state(out_dir)  # (after the model: one that cannot load leaves nothing written)
     options = cli._detectors_alone(options, analyzers)
     if batch_size is None:  # segments are files: batched on a GPU
         batch = default_batch_size(cli._analyzer_device(analyzers), live=False, blur=blur)
