@@ -159,11 +159,18 @@ class AudioCopier:
     def count(self) -> int:
         return len(self._streams) + len(self._encoders)
 
-    def copy_until(self, until: float | None, out: av.container.OutputContainer | None, offset: float = 0.0) -> None:
+    def copy_until(
+        self,
+        until: float | None,
+        out: av.container.OutputContainer | None,
+        offset: float = 0.0,
+        start: float | None = None,
+    ) -> None:
         """Mux packets whose time (seconds, as in the input) is below ``until`` (None: all).
 
-        With ``out`` None they are dropped (stretches outside clips); ``offset`` seconds are
-        taken off their timestamps (clips start at zero).
+        With ``out`` None they are dropped (stretches outside clips), and so are those before
+        ``start`` (a clip's first frame; None: none); ``offset`` seconds are taken off their
+        timestamps (the output starts at zero).
         """
         while True:
             packet = self._pending or next(self._packets, None)
@@ -176,7 +183,7 @@ class AudioCopier:
             if until is not None and t >= until:
                 self._pending = packet
                 return
-            if out is None or (offset and t < offset):  # (negative times at 0: the codec's priming packets)
+            if out is None or (start is not None and t < start):
                 continue
             encoder = self._encoders.get(packet.stream.index)
             if encoder is not None:
@@ -200,7 +207,9 @@ class AudioCopier:
 
 
 class VideoWriter:
-    """One H.264 output file; frames keep their input pts (less ``offset_pts`` for clips)."""
+    """One H.264 output file; frames keep their input pts less ``offset`` seconds, and so does the
+    audio, from ``audio_from`` seconds on (None: all of it, priming and lead-in before the first frame
+    included; they land before zero, where MP4's edit list keeps them unplayed)."""
 
     def __init__(
         self,
@@ -214,6 +223,7 @@ class VideoWriter:
         preset: str = "veryfast",
         audio_source: str | None = None,
         offset: float = 0.0,
+        audio_from: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,6 +244,7 @@ class VideoWriter:
             raise
         self.time_base = time_base
         self.offset = offset
+        self.audio_from = audio_from
         self._offset_pts = round(offset / time_base)
         self.frames = 0
         self.first: float | None = None
@@ -249,12 +260,12 @@ class VideoWriter:
         self._out.mux(self._stream.encode(frame))
         self.frames += 1
         if self.audio is not None:
-            self.audio.copy_until(t, self._out, self.offset)
+            self.audio.copy_until(t, self._out, self.offset, self.audio_from)
 
     def close(self, audio_until: float | None = None) -> None:
         self._out.mux(self._stream.encode(None))
         if self.audio is not None:
-            self.audio.copy_until(audio_until, self._out, self.offset)
+            self.audio.copy_until(audio_until, self._out, self.offset, self.audio_from)
             self.audio.flush(self._out, self.offset)
             self.audio.close()
         self._out.close()

@@ -540,3 +540,25 @@ def test_a_video_cut_short_by_a_stop_gets_the_audio_of_its_own_stretch(tmp_path,
         audio = out.streams.audio[0]
         ends = [float((p.pts + p.duration) * audio.time_base) for p in out.demux(audio) if p.pts is not None]
     assert max(ends) == pytest.approx(2.0 if cut else 4.0, abs=0.15)
+
+
+@pytest.mark.parametrize("ts_offset", [1000, 95442])  # a recorder's clock; one that wraps 33 bits (starts < 0)
+def test_an_input_that_does_not_start_at_zero_gives_a_video_that_does(tmp_path, ts_offset):
+    """MPEG-TS times run on the recorder's clock: the redacted MP4 kept them and began with an
+    edit list of that much nothing (hours of it), or, from a negative start, hid its first frames."""
+    source = tmp_path / "camera.ts"
+    times = [i / 25 for i in range(25)]
+    write_video(source, times, audio_seconds=1.0, container_options={"output_ts_offset": str(ts_offset)})
+    out = tmp_path / "camera.redacted.mp4"
+    report = redact_video(str(source), out, RedactOptions(detect=()))
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        written = [float(f.pts * f.time_base) for f in container.decode(video)]
+        assert container.duration / av.time_base == pytest.approx(1.0, abs=0.1)
+    assert report.frames_written == 25 and written == pytest.approx(times, abs=1e-3)
+    with av.open(str(source)) as container:
+        start = float(container.streams.video[0].start_time * container.streams.video[0].time_base)
+        before = [float(p.pts * p.time_base) - start for p in container.demux(audio=0) if p.size]
+    with av.open(str(out)) as container:
+        after = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.size]
+    assert after == pytest.approx(before, abs=1e-3)  # all of it (the priming before zero too), in sync
