@@ -575,6 +575,7 @@ class _Output:
                 self.audio_source,
                 offset,
                 audio_from=offset if self.options.clips else None,
+                sample_aspect_ratio=self.info.sample_aspect_ratio,
             )
             if self.options.clips:
                 self._clip_start = t

@@ -67,6 +67,8 @@ class VideoInfo:
     start_time: float  # seconds of the first presentation timestamp, subtracted from every time
     has_audio: bool
     live: bool = False
+    # width / height of a displayed pixel (anamorphic DV, broadcast: not 1), None where unstated
+    sample_aspect_ratio: Fraction | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -190,6 +192,9 @@ def describe(container: av.container.InputContainer, source: str, live: bool = F
             if "matroska" in container.format.name:
                 # a Matroska segment's duration runs from timestamp 0, not from the first frame
                 duration = max(round(duration - start, 6), 0.0)
+    aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or None
+    if aspect and rotation in (90, 270):
+        aspect = 1 / aspect  # the displayed frame is the coded one turned
     return VideoInfo(
         source=redact_url(source),
         width=width,
@@ -202,6 +207,7 @@ def describe(container: av.container.InputContainer, source: str, live: bool = F
         start_time=start,
         has_audio=bool(container.streams.audio),
         live=live,
+        sample_aspect_ratio=aspect,
     )
 
 

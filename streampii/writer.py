@@ -224,6 +224,7 @@ class VideoWriter:
         audio_source: str | None = None,
         offset: float = 0.0,
         audio_from: float | None = None,
+        sample_aspect_ratio: Fraction | None = None,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -238,6 +239,8 @@ class VideoWriter:
             # the input's time base, so that every pts is written exactly as read (VFR included)
             self._stream.time_base = time_base
             self._stream.codec_context.time_base = time_base
+            if sample_aspect_ratio:  # non-square pixels: shown at the input's shape, not squeezed
+                self._stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
             self.audio = AudioCopier(audio_source, self._out) if audio_source else None
         except BaseException:
             self.abandon()

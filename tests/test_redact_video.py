@@ -4,6 +4,7 @@ the timestamps and the audio unchanged. Clips are generated into tmp_path (tests
 from __future__ import annotations
 
 import itertools
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -562,3 +563,15 @@ def test_an_input_that_does_not_start_at_zero_gives_a_video_that_does(tmp_path, 
     with av.open(str(out)) as container:
         after = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.size]
     assert after == pytest.approx(before, abs=1e-3)  # all of it (the priming before zero too), in sync
+
+
+@pytest.mark.parametrize(("rotation", "shown"), [(0, Fraction(64, 45)), (90, Fraction(45, 64))])
+def test_non_square_pixels_keep_their_shape(tmp_path, rotation, shown):
+    """Anamorphic footage (PAL DV, 720x576 shown at 16:9) lost its pixels' aspect: the redacted
+    video played squeezed to 5:4. Turned upright, a pixel is as high as it was wide."""
+    source = tmp_path / "dv.mp4"
+    write_video(source, [i / 25 for i in range(5)], (720, 576), rotation=rotation, sample_aspect_ratio=Fraction(64, 45))
+    out = tmp_path / "dv.redacted.mp4"
+    redact_video(str(source), out, RedactOptions(detect=()))
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].sample_aspect_ratio == shown

@@ -21,6 +21,7 @@ def write_video(
     time_base: Fraction = Fraction(1, 1000),
     container_options: dict | None = None,
     codec_options: dict | None = None,
+    sample_aspect_ratio: Fraction | None = None,
 ) -> Path:
     """Write frames shown at ``times`` (seconds). ``draw(i, t)`` returns an HxWx3 uint8 RGB image."""
     width, height = size
@@ -35,6 +36,8 @@ def write_video(
             stream.options = {"x265-params": "log-level=error"}
         if rotation:
             stream.set_display_rotation(rotation)
+        if sample_aspect_ratio:
+            stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
         audio = None
         if audio_seconds:
             audio = out.add_stream("aac", rate=16000)
