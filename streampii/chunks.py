@@ -62,6 +62,7 @@ class _Stretch:
     decoded: int = 0
     last_time: float | None = None
     decode_errors: int = 0
+    skipped: int = 0
     error: str | None = None
 
 
@@ -163,6 +164,7 @@ def sample_in_chunks(
                         pending.append(pool.submit(decode, chunk))
                     report.frames_decoded += stretch.decoded
                     report.decode_errors += stretch.decode_errors
+                    report.frames_skipped += stretch.skipped
                     if stretch.last_time is not None:
                         report.last_time = stretch.last_time
                     yield from stretch.candidates
@@ -223,6 +225,7 @@ def _decode_chunk(
     if pending is not None:  # the chunk's last frame: its neighbour is in the next chunk
         stretch.candidates.append(_Candidate(pending.t, to_frame(pending, -1, options)))
     stretch.decode_errors = decode.decode_errors
+    stretch.skipped = decode.frames_skipped
     if decode.error != NO_FRAMES:
         stretch.error = decode.error
     return stretch

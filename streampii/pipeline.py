@@ -38,7 +38,16 @@ from streampii.redactor import RedactOptions, Redactor, build_detectors
 from streampii.rtsp import LiveOptions, LiveSource, is_live
 from streampii.sampler import GRID, MAX_ASPECT_RATIO, Frame, SamplerOptions, needed_near_ticks, sample_frames
 from streampii.sinks import EventLog, write_json_atomic
-from streampii.source import DecodeReport, VideoInfo, decode_video, describe, is_url, open_video, redact_url
+from streampii.source import (
+    NO_TIMESTAMPS,
+    DecodeReport,
+    VideoInfo,
+    decode_video,
+    describe,
+    is_url,
+    open_video,
+    redact_url,
+)
 from streampii.state import STATE_FILE, Resume, RunState, event_from_state, event_to_state, fingerprint, input_key
 from streampii.timing import StageTimes, ThreadGroup
 from streampii.windows import Window, WindowOptions, sliding_windows
@@ -583,6 +592,14 @@ def _run(
                 redactor.finish(cut=result.state == "interrupted")
             detector_events(log)
             result.outputs.update(redactor.report.outputs())
+            if report.frames_skipped and report.frames_decoded and redactor.output.path is not None:
+                # H.264 in MP4 needs a rising time for every frame: those with none are not written
+                logger.warning(
+                    "%s: %d frame(s) without a timestamp of their own (none, or the frame before's) left out"
+                    " of the redacted video (decode.frames_skipped)",
+                    redact_url(info.source),
+                    report.frames_skipped,
+                )
         result.events = log.count
         if result.state == "running":
             result.state = "truncated" if report.truncated(info) and not info.live else "complete"
@@ -596,6 +613,8 @@ def _run(
     if result.state == "truncated":
         where = f"{report.last_time:.2f}s" if report.last_time is not None else "the start"
         result.error = f"damaged or cut short: read up to {where}" + (f" ({report.error})" if report.error else "")
+        if report.error == NO_TIMESTAMPS:
+            result.error = report.error  # not damaged: decoded, but with no time to place the frames at
         if info.live:
             result.error = f"stream ended at {where}" + (f": {report.error}" if report.error else "")
     if src.camera is not None:
@@ -850,6 +869,7 @@ class _Manifest:
             "decode": {
                 "last_time": done,
                 "decode_errors": report.decode_errors,
+                "frames_skipped": report.frames_skipped,
                 "error": report.error,
                 "decoders": report.decoders,
             },

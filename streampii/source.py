@@ -23,6 +23,8 @@ from streampii.errors import InputError
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".ts", ".mts", ".m2ts", ".webm"})
 NO_FRAMES = "no frame could be decoded"
+# (a stream copy into a container keeps a raw stream's B-frames out of order: ffmpeg must decode it)
+NO_TIMESTAMPS = "no frame carries a timestamp (a raw elementary stream?): convert it first, e.g. ffmpeg -i IN OUT.mp4"
 # this tool's own videos in its --out folder (pipeline, redactor): <stem>.redacted.mp4, the --clips
 # files <stem>.redacted.clipNNN.mp4, and a writer's temporary name (a ".partial" suffix)
 _OWN_OUTPUT = re.compile(r"\.redacted(\.clip\d+)?(\.partial)?\.mp4(\.partial)?$|\.partial$")
@@ -81,6 +83,9 @@ class DecodeReport:
     frames_decoded: int = 0
     last_time: float | None = None
     decode_errors: int = 0
+    # frames decoded without a timestamp, or with one not past the frame before (a duplicate): left
+    # out, since a time is never invented; the redacted video lacks them (H.264 needs rising times)
+    frames_skipped: int = 0
     error: str | None = None  # the error that ended decoding early, if any
     decoders: int = 1  # decoders that worked side by side on keyframe chunks (streampii.chunks)
 
@@ -278,7 +283,8 @@ def decode_video(
             for frame in frames:
                 pts = frame.pts if frame.pts is not None else frame.dts
                 if pts is None or (last_pts is not None and pts <= last_pts):
-                    continue  # no usable timestamp, or a duplicate: never invent a time
+                    report.frames_skipped += 1  # no usable timestamp, or a duplicate: never invent a time
+                    continue
                 last_pts = pts
                 if frame_base is None:
                     frame_base = frame.time_base or time_base
@@ -290,7 +296,7 @@ def decode_video(
     except av.error.FFmpegError as exc:
         report.error = ffmpeg_reason(exc)
     if report.frames_decoded == 0 and report.error is None:
-        report.error = NO_FRAMES
+        report.error = NO_TIMESTAMPS if report.frames_skipped else NO_FRAMES
 
 
 def seconds(ticks: int, time_base: Fraction) -> float:

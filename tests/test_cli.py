@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import jsonschema
@@ -558,3 +559,33 @@ def test_results_that_cannot_be_written_end_that_input_alone(
     assert f"streampii: error: {reason}" in result.output
     assert json.loads((tmp_path / "out" / "b.manifest.json").read_text())["state"] == "complete"
     assert not list((tmp_path / "out").glob("*.tmp"))
+
+
+def test_frames_without_a_time_of_their_own_are_counted_and_said(tmp_path: Path) -> None:
+    """A frame with no timestamp, or the one before's, cannot be written (H.264 needs rising
+    times): the redacted video lacked them while the manifest said nothing, and a raw H.264
+    stream, none of whose frames has a time, was reported "damaged or cut short"."""
+    import av
+
+    mjpeg = write_video(tmp_path / "mjpeg.avi", [i / 10 for i in range(10)], codec="mjpeg")
+    twice = tmp_path / "twice.mkv"
+    with av.open(str(mjpeg)) as source, av.open(str(twice), "w") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        packets = [p for p in source.demux(video=0) if p.size]
+        for i, packet in enumerate(packets):
+            packet.pts = packet.dts = [0, 1, 2, 3, 3, 3, 4, 5, 6, 7][i]  # frames 4 and 5 repeat frame 3's time
+            packet.time_base, packet.stream = Fraction(1, 10), stream
+            out.mux(packet)
+    raw = write_video(tmp_path / "camera.h264", [i / 10 for i in range(10)])
+    result = run(
+        "watch", str(twice), str(raw), "--blur", "--vlm", "off", "--detect", "face", "--out", str(tmp_path / "out")
+    )
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    manifest = json.loads((tmp_path / "out" / "twice.manifest.json").read_text())
+    assert manifest["state"] == "complete" and manifest["decode"]["frames_skipped"] == 2
+    assert manifest["redaction"]["frames_written"] == 8
+    assert "twice.mkv: 2 frame(s) without a timestamp of their own" in result.stderr
+    manifest = json.loads((tmp_path / "out" / "camera.manifest.json").read_text())
+    assert manifest["decode"]["frames_skipped"] == 10 and "damaged" not in manifest["error"]
+    assert "camera.h264: no frame carries a timestamp" in result.stderr
