@@ -558,9 +558,9 @@ class _Output:
                 name = self.path.name.removesuffix(".mp4")
                 path = self.path.with_name(f"{name}.clip{len(self.report.clips) + 1:03d}.mp4")
             tb = frame.time_base
-            # times count from the input's start, as the events' do: a stream that starts late
-            # (MPEG-TS: 1.4 s, a recorder's clock: hours) or early (negative) would otherwise get an
-            # MP4 edit list of that much nothing, or one that hides the frames before zero
+            # times count from the input's start (its audio's, if that leads): a stream that starts
+            # late (MPEG-TS: 1.4 s, a recorder's clock: hours) or early (negative) would otherwise get
+            # an MP4 edit list of that much nothing, or one that hides the frames before zero
             offset = float(frame.pts * tb) if self.options.clips else self.info.start_time
             rate = Fraction(self.info.fps).limit_denominator(1001) if self.info.fps else None
             self.writer = VideoWriter(

@@ -138,6 +138,9 @@ class AudioCopier:
         audio = list(self._input.streams.audio)
         self._streams: dict[int, av.stream.Stream] = {}
         self._encoders: dict[int, _AacEncoder] = {}
+        # where the audio starts (seconds, as in the input; None: unstated): it may lead the picture
+        starts = [seconds(s.start_time, s.time_base) for s in audio if s.start_time is not None and s.time_base]
+        self.start = min(starts, default=None)
         self.reencoded: list[str] = []  # codecs of the streams encoded to AAC
         self.downmixed: list[str] = []  # those of more channels than AAC holds, mixed to mono
         try:
@@ -208,8 +211,9 @@ class AudioCopier:
 
 class VideoWriter:
     """One H.264 output file; frames keep their input pts less ``offset`` seconds, and so does the
-    audio, from ``audio_from`` seconds on (None: all of it, priming and lead-in before the first frame
-    included; they land before zero, where MP4's edit list keeps them unplayed)."""
+    audio, from ``audio_from`` seconds on (a clip's start). With ``audio_from`` None all of the audio
+    is written, and where it starts before ``offset`` the output starts there instead, the picture
+    after it, as in the input (and as ffmpeg shifts a file: by its earliest stream's start)."""
 
     def __init__(
         self,
@@ -245,6 +249,8 @@ class VideoWriter:
         except BaseException:
             self.abandon()
             raise
+        if audio_from is None and self.audio is not None and self.audio.start is not None:
+            offset = min(offset, self.audio.start)
         self.time_base = time_base
         self.offset = offset
         self.audio_from = audio_from
