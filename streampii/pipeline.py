@@ -30,7 +30,7 @@ from streampii.analyzers import Analyzer, WindowResult
 from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch only with a model
 from streampii.chunks import can_split, default_workers, sample_in_chunks
 from streampii.detectors import Detector
-from streampii.errors import InputError, OutputError, OutputFolderError, check_range
+from streampii.errors import InputError, OutputFolderError, check_range
 from streampii.events import Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.lending import Lender
@@ -638,9 +638,9 @@ def _failed_output(manifest: _Manifest, result: RunResult, *state) -> Iterator[N
     still at work."""
     try:
         yield
-    except (OutputError, OSError, sqlite3.Error) as exc:
+    except (InputError, OSError, sqlite3.Error) as exc:  # (InputError: OutputError, and any other met mid-run)
         result.state = "failed"
-        result.error = exc.reason if isinstance(exc, OutputError) else _write_failure(exc, manifest.path.parent)
+        result.error = exc.reason if isinstance(exc, InputError) else _write_failure(exc, manifest.path.parent)
         try:
             manifest.save(result, *state, finished=True)
         except OSError:
