@@ -457,7 +457,7 @@ def _run(
     report = DecodeReport()
     timer = _StageTimer()
     manifest = _Manifest(manifest_path, info, options, analyzers, analyzer_note, started, src.decoder_threads)
-    merger = EventMerger(info.source, gap=options.windows.stride, extra=extra)
+    merger = EventMerger(info.source, gap=options.windows.merge_gap(options.sampler.fps), extra=extra)
     resume = None
     redactor = src.redactor
     if redactor is not None:

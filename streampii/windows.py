@@ -41,6 +41,11 @@ class WindowOptions:
         step = min(size, max(2, _even(round(self.stride * fps))))
         return size, step
 
+    def merge_gap(self, fps: float) -> float:
+        """Seconds that may part two findings of one event: the stride, as asked or as the windows
+        step once rounded to even frames (``--stride 1`` at ``--fps 0.5`` steps 4 s), whichever is longer."""
+        return max(self.stride, self.frame_counts(fps)[1] / fps)
+
 
 def _even(n: int) -> int:
     return n + (n % 2)

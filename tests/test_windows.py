@@ -51,3 +51,24 @@ def test_bad_options_are_rejected() -> None:
         WindowOptions(window=float("inf"))
     with pytest.raises(ValueError, match="8e\\+299 frames a window: at most 768"):  # not an OverflowError later
         WindowOptions(window=8, stride=1).frame_counts(1e299)
+
+
+def test_findings_a_rounded_stride_apart_are_one_event(tmp_path) -> None:
+    """Findings were merged within the stride asked for, not the one the windows take once rounded to
+    even frames: at --fps 0.5 and --stride 1 (windows step 4 s, frames 2 s apart) a person in view the
+    whole time was one event per frame."""
+    from live_helpers import NO_GATE, BrightnessAnalyzer
+    from videos import write_video
+
+    from streampii.pipeline import WatchOptions, watch
+    from streampii.sampler import SamplerOptions
+
+    path = write_video(
+        tmp_path / "bright.mp4", [i / 5 for i in range(100)], draw=lambda i, t: np.full((180, 320, 3), 200, np.uint8)
+    )
+    options = WatchOptions(
+        out=tmp_path / "out", sampler=SamplerOptions(fps=0.5), windows=WindowOptions(window=4, stride=1), gate=NO_GATE
+    )
+    result = watch(str(path), options, [BrightnessAnalyzer()])
+    assert result.state == "complete" and result.events == 1
+    assert WindowOptions(window=4, stride=1).merge_gap(0.5) == 4.0 and WindowOptions().merge_gap(1.0) == 6.0
