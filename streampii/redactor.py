@@ -12,6 +12,7 @@ The output keeps the input's size (upright), frame count and timestamps, and its
 
 from __future__ import annotations
 
+import errno
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -26,7 +27,7 @@ import numpy as np
 
 from streampii.detectors import Detections, Detector, parse_detect
 from streampii.detectors.hints import hint_detections
-from streampii.errors import OutputError, check_range
+from streampii.errors import OutputError, OutputFolderError, check_range
 from streampii.events import Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
 from streampii.regions import Rect, changed_regions, inside, refresh
@@ -45,6 +46,9 @@ from streampii.source import (
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
 from streampii.writer import X264_PRESETS, VideoWriter, remove_partials
+
+# write faults of the output folder, not of the input: a full disk, a quota, a read-only mount
+_FOLDER_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 @dataclass(frozen=True)
@@ -528,7 +532,10 @@ class _Output:
         if writer is not None:
             writer.abandon()
         name = (writer.path if writer is not None else self.path).name
-        return OutputError(self.info.source, f"cannot write {name}: {type(exc).__name__}: {exc}")
+        reason = f"cannot write {name}: {type(exc).__name__}: {exc}"
+        if getattr(exc, "errno", None) in _FOLDER_FAULTS:  # not the input's fault: a later run tries it again
+            return OutputFolderError(self.info.source, reason)
+        return OutputError(self.info.source, reason)
 
     def _put(self, frame: av.VideoFrame, decoded: DecodedFrame, boxes: list) -> None:
         pts = decoded.frame.pts

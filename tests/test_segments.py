@@ -546,3 +546,32 @@ def test_a_bug_met_on_one_segment_fails_it_alone(tmp_path: Path, segment_video: 
     assert f"{names[1]}: 0 event(s)" in result.output
     again = CliRunner().invoke(cli.app, args)  # not tried again: its file has not changed
     assert again.exit_code == 0 and "internal error" not in again.output, again.output
+
+
+def test_a_segment_whose_redacted_video_meets_a_full_disk_is_tried_again(
+    tmp_path: Path, segment_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while the redacted video was written marked the segment failed for good (until its
+    file changed), though the folder was at fault: the next run does it, as for the log's full disk."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from streampii import cli
+    from streampii.writer import VideoWriter
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old(Path(shutil.copy(segment_video, folder / "cam1_20261125T100000Z.mp4")))
+    args = ["segments", str(folder), "--out", str(tmp_path / "out"), "--vlm", "off", "--blur"]
+    with monkeypatch.context() as m:
+
+        def full(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        m.setattr(VideoWriter, "write", full)
+        first = CliRunner().invoke(cli.app, args)
+    assert first.exit_code == 1 and "No space left on device" in first.output, first.output
+    again = CliRunner().invoke(cli.app, args)
+    assert again.exit_code == 0 and "cam1_20261125T100000Z.mp4: " in again.output, again.output
+    assert (tmp_path / "out" / "cam1_20261125T100000Z.redacted.mp4").is_file()
