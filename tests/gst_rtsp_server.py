@@ -61,7 +61,9 @@ def main() -> int:
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch_line(args))
-    factory.set_shared(True)
+    # each client its own media: shared media is torn down when its last client leaves, and a client
+    # that connects meanwhile (a restarted camera in a test) was answered "invalid data"
+    factory.set_shared(False)
     if args.auth:
         user, password = args.auth.split(":", 1)
         auth = GstRtspServer.RTSPAuth()

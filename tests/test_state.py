@@ -220,7 +220,6 @@ def test_a_killed_cameras_open_face_tracks_are_logged_on_restart(tmp_path: Path)
         with RunState(out) as state, pytest.raises(KeyboardInterrupt):
             watch(srv.url(), options, [], stem="cam", live=live, state=state, on_progress=killed_after_four_windows)
         assert not (out / "cam.events.jsonl").read_text()  # the face's track was still open
-        time.sleep(1.0)  # the server's shared media is torn down when its last client leaves (test_rtsp)
         restarted = time.time()
         stop = StopFlag()
         threading.Timer(3.0, stop.set, args=("test",)).start()
