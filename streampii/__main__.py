@@ -1,3 +1,3 @@
-from streampii.cli import app
+from streampii.cli import run
 
-app(prog_name="streampii")
+run()

@@ -58,7 +58,7 @@ from streampii.pipeline import (
     watch,
 )
 from streampii.redactor import RedactOptions
-from streampii.rtsp import LiveOptions, StopFlag, is_live, stop_on_signals
+from streampii.rtsp import LiveOptions, StopFlag, connecting, is_live, stop_on_signals
 from streampii.sampler import SamplerOptions
 from streampii.source import expand_inputs, redact_url
 from streampii.state import STATE_FILE, RunState
@@ -559,6 +559,25 @@ def _error(message: str) -> None:
 
 def _warn(message: str) -> None:
     err.print(f"streampii: warning: {redact_url(message)}", markup=False, soft_wrap=True)
+
+
+def run() -> None:
+    """The ``streampii`` command: ``app``, then out. Where a camera's connection attempt was given up
+    at a stop and is still waiting inside FFmpeg, the process leaves without Python's finalization:
+    PyAV's timeout check takes the GIL from that thread, and doing so while the interpreter was
+    being torn down crashed the process (SIGSEGV in place of the exit code, once in CI)."""
+    try:
+        app(prog_name="streampii")
+        code: object = 0
+    except SystemExit as exc:
+        code = exc.code
+    if connecting():
+        if isinstance(code, str):  # (as sys.exit does with a message)
+            print(code, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+    sys.exit(code)
 
 
 # `streampii segments DIR`: lives in segments.py, registered here so that `streampii --help` lists it

@@ -334,6 +334,14 @@ class SegmentRecorder:
             log.warning("%s: recording failed: %s; trying again at the next segment", self.label, reason)
 
 
+CONNECT_THREAD = "streampii-connect"
+
+
+def connecting() -> bool:
+    """Whether a camera's connection attempt given up at a stop is still inside FFmpeg (``LiveSource._connect``)."""
+    return any(t.name == CONNECT_THREAD and t.is_alive() for t in threading.enumerate())
+
+
 class LiveSource:
     """One live camera. ``open()`` connects (errors are ``InputError``), ``frames()`` streams
     ``DecodedFrame``s until the stop flag, a permanent error, or ``max_outage``."""
@@ -539,7 +547,7 @@ class LiveSource:
                 outcome.append(result)
             done.set()
 
-        threading.Thread(target=attempt, name="streampii-connect", daemon=True).start()
+        threading.Thread(target=attempt, name=CONNECT_THREAD, daemon=True).start()
         while not done.wait(0.1):
             if self._stopping():
                 with lock:

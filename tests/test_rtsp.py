@@ -365,3 +365,21 @@ def test_without_a_vlm_the_detectors_alone_log_a_cameras_faces_and_plates(tmp_pa
         assert logs[0] and logs[1][: len(logs[0])] == logs[0]  # the restart appended to the camera's log
     finally:
         srv.stop()
+
+
+def test_the_command_leaves_without_finalization_while_a_given_up_connection_waits(monkeypatch) -> None:
+    """A connection attempt given up at a stop waits inside FFmpeg, whose timeout check takes the GIL:
+    Python's finalization beside it crashed the process once (SIGSEGV instead of exit 0)."""
+    from streampii import cli
+
+    left = []
+    monkeypatch.setattr(cli, "app", lambda **kwargs: sys.exit(3))
+    monkeypatch.setattr(cli.os, "_exit", left.append)
+    monkeypatch.setattr(cli, "connecting", lambda: True)
+    with pytest.raises(SystemExit):  # (os._exit, replaced here, would not have come back)
+        cli.run()
+    assert left == [3]
+    monkeypatch.setattr(cli, "connecting", lambda: False)
+    with pytest.raises(SystemExit) as normally:
+        cli.run()
+    assert left == [3] and normally.value.code == 3
