@@ -583,6 +583,7 @@ class _Output:
                 offset,
                 audio_from=offset if self.options.clips else None,
                 sample_aspect_ratio=self.info.sample_aspect_ratio,
+                colour=frame,
             )
             if self.options.clips:
                 self._clip_start = t
@@ -646,6 +647,9 @@ class _Output:
             obscure(rgb, scaled, self.options.mode, ellipse, (0, 0, 0), full)
         out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
+        # the encoder turns it back into YUV with the input's range and matrix (else limited BT.601)
+        out.color_range, out.colorspace = frame.color_range, frame.colorspace
+        out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
         return out
 
 

@@ -209,11 +209,23 @@ class AudioCopier:
         self._input.close()
 
 
+def keep_colour(context: av.video.codeccontext.VideoCodecContext, frame: av.VideoFrame) -> None:
+    """Give the encoder ``frame``'s colour description (range, matrix, primaries, transfer), which
+    x264 writes into the H.264 headers: untagged, a player guesses (limited range, BT.601 or BT.709
+    by size) and shows full-range, BT.709, BT.2020 or HDR pictures in other colours. Frames of
+    another pixel format (10-bit) are converted with the same range and matrix, so the tags hold."""
+    context.color_range = frame.color_range
+    context.colorspace = frame.colorspace
+    context.color_primaries = frame.color_primaries
+    context.color_trc = frame.color_trc
+
+
 class VideoWriter:
     """One H.264 output file; frames keep their input pts less ``offset`` seconds, and so does the
     audio, from ``audio_from`` seconds on (a clip's start). With ``audio_from`` None all of the audio
     is written, and where it starts before ``offset`` the output starts there instead, the picture
-    after it, as in the input (and as ffmpeg shifts a file: by its earliest stream's start)."""
+    after it, as in the input (and as ffmpeg shifts a file: by its earliest stream's start).
+    ``colour``: a frame of the input, whose colour description the output keeps (``keep_colour``)."""
 
     def __init__(
         self,
@@ -229,6 +241,7 @@ class VideoWriter:
         offset: float = 0.0,
         audio_from: float | None = None,
         sample_aspect_ratio: Fraction | None = None,
+        colour: av.VideoFrame | None = None,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +258,8 @@ class VideoWriter:
             self._stream.codec_context.time_base = time_base
             if sample_aspect_ratio:  # non-square pixels: shown at the input's shape, not squeezed
                 self._stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
+            if colour is not None:
+                keep_colour(self._stream.codec_context, colour)
             self.audio = AudioCopier(audio_source, self._out) if audio_source else None
         except BaseException:
             self.abandon()

@@ -580,3 +580,52 @@ def test_non_square_pixels_keep_their_shape(tmp_path, rotation, shown):
     redact_video(str(source), out, RedactOptions(detect=()))
     with av.open(str(out)) as container:
         assert container.streams.video[0].sample_aspect_ratio == shown
+
+
+# AVCOL_* values: range 2 full (1 limited); matrix, primaries, transfer 1 BT.709; 9/9/18 BT.2020 HLG
+BT709_FULL = {"color_range": 2, "colorspace": 1, "color_primaries": 1, "color_trc": 1}
+BT2020_HLG = {"color_range": 1, "colorspace": 9, "color_primaries": 9, "color_trc": 18}
+
+
+@pytest.mark.parametrize(
+    ("codec", "pix_fmt", "colour", "rotation", "masked"),
+    [
+        ("libx265", "yuv420p", BT709_FULL, 0, False),  # a phone's full-range HEVC, frames as decoded
+        ("libx264", "yuv420p", BT709_FULL, 90, False),  # turned upright: every frame through RGB
+        ("libx264", "yuv422p", BT709_FULL, 0, True),  # masked in RGB, converted back
+        ("libx265", "yuv420p10le", BT2020_HLG, 0, False),  # 10-bit HDR, written in 8 bits
+    ],
+)
+def test_the_input_colours_are_kept(tmp_path, codec, pix_fmt, colour, rotation, masked):
+    """The redacted video had no colour description: a player took full-range, BT.709 or BT.2020
+    pictures for limited-range BT.601 (washed out or crushed, other hues), and frames that went
+    through RGB came back as BT.601. It now says what the input says, and shows the same colours."""
+    source = tmp_path / "phone.mp4"
+    rng = np.random.default_rng(5)
+    blocks = rng.integers(0, 256, (3, 4, 3), np.uint8)  # flat colour blocks: compression barely moves them
+    picture = np.repeat(np.repeat(blocks, 16, axis=0), 16, axis=1)
+    write_video(
+        source,
+        [i / 25 for i in range(3)],
+        (64, 48),
+        lambda i, t: picture,
+        codec,
+        rotation,
+        pix_fmt=pix_fmt,
+        colour=colour,
+    )
+    out = tmp_path / "phone.redacted.mp4"
+    corner = (0, 0, 14, 14)  # masked on every frame with masked: compared only elsewhere
+    hints = [Finding("id_document", 0.0, 0.1, boxes=[TimedBox(0.0, corner), TimedBox(0.1, corner)])] if masked else []
+    options = RedactOptions(detect=(), crf=10, mask_scale=1.0, margin=0.1)
+    report = redact_video(str(source), out, options, hints=hints)
+    assert report.frames_masked == (3 if masked else 0)
+    with av.open(str(out)) as container:
+        context = container.streams.video[0].codec_context
+        assert {name: getattr(context, name) for name in colour} == colour
+    before, _ = decode_rgb(source)
+    after, _ = decode_rgb(out)
+    for i in range(3):
+        shown = np.rot90(before[i], k=rotation // 90).astype(int)
+        difference = np.abs(after[i].astype(int) - shown)[24:, 24:]  # away from the mask and its margin
+        assert difference.mean() < 5, difference.mean(axis=(0, 1))

@@ -22,14 +22,20 @@ def write_video(
     container_options: dict | None = None,
     codec_options: dict | None = None,
     sample_aspect_ratio: Fraction | None = None,
+    pix_fmt: str | None = None,
+    colour: dict[str, int] | None = None,
 ) -> Path:
-    """Write frames shown at ``times`` (seconds). ``draw(i, t)`` returns an HxWx3 uint8 RGB image."""
+    """Write frames shown at ``times`` (seconds). ``draw(i, t)`` returns an HxWx3 uint8 RGB image.
+    ``colour``: the stream's colour description (``color_range``, ``colorspace``, ``color_primaries``,
+    ``color_trc``), also the frames' (converted from RGB with that range and matrix)."""
     width, height = size
     draw = draw or (lambda i, t: np.full((height, width, 3), (i * 37) % 256, np.uint8))
     with av.open(str(path), "w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=25, options=codec_options or {})
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        stream.pix_fmt = pix_fmt or ("yuvj420p" if codec == "mjpeg" else "yuv420p")
+        for name, value in (colour or {}).items():
+            setattr(stream.codec_context, name, value)
         stream.time_base = time_base
         stream.codec_context.time_base = time_base  # exact timestamps, not rounded to 1/rate
         if codec == "libx265":
@@ -43,6 +49,8 @@ def write_video(
             audio = out.add_stream("aac", rate=16000)
         for i, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(draw(i, t), format="rgb24")
+            for name, value in (colour or {}).items():
+                setattr(frame, name, value)
             frame.pts = round(t / time_base)
             frame.time_base = time_base
             for packet in stream.encode(frame):
