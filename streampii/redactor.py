@@ -41,6 +41,7 @@ from streampii.source import (
     open_video,
     plane_array,
     to_array,
+    to_frame,
     to_planes,
 )
 from streampii.timing import StageTimes
@@ -506,6 +507,7 @@ class _Output:
         self.writer: VideoWriter | None = None
         self.waiting: deque[tuple[av.VideoFrame, int, float]] = deque()  # --clips: frames that may open a clip
         self.last_masked: float | None = None
+        self.interlaced: bool | None = None
         self.failed = False
         if path is not None:  # the input is written from the start: a killed run's unfinished files go
             remove_partials(path)
@@ -514,6 +516,8 @@ class _Output:
         if self.path is None or self.failed:  # the detectors alone, or a video given up: nothing to write
             return
         frame = decoded.frame
+        if self.interlaced is None:  # the first frame tells whether the output is coded as fields
+            self.interlaced = frame.interlaced_frame
         if boxes or decoded.rotation:  # most frames go to the encoder as decoded: no timer for them
             with self.report.times.stage("mask"):
                 frame = self._masked(decoded, boxes)
@@ -584,6 +588,7 @@ class _Output:
                 audio_from=offset if self.options.clips else None,
                 sample_aspect_ratio=self.info.sample_aspect_ratio,
                 colour=frame,
+                interlaced=bool(self.interlaced),
             )
             if self.options.clips:
                 self._clip_start = t
@@ -642,14 +647,21 @@ class _Output:
             black = 0 if fmt == "yuvj420p" else 16
             mask_planes(planes, masks, self.options.mode, (black, 128, 128))
             return frame
-        rgb = upright_rgb(decoded)
+        if decoded.rotation:
+            rgb = upright_rgb(decoded)
+            out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            out.pts, out.time_base = frame.pts, frame.time_base
+            # the encoder turns it back into YUV with the input's range and matrix (else limited BT.601)
+            out.color_range, out.colorspace = frame.color_range, frame.colorspace
+            out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
+        else:
+            # masked on an RGB frame that keeps the input frame's properties: its colour description
+            # and its fields' order, which x264 codes each frame with (an array's frame states none)
+            out = to_frame(frame, "rgb", format="rgb24")
+            out.make_writable()
+            rgb = plane_array(out.planes[0], 3 * width, height).reshape(height, width, 3)
         for scaled, full, ellipse in masks:
             obscure(rgb, scaled, self.options.mode, ellipse, (0, 0, 0), full)
-        out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        out.pts, out.time_base = frame.pts, frame.time_base
-        # the encoder turns it back into YUV with the input's range and matrix (else limited BT.601)
-        out.color_range, out.colorspace = frame.color_range, frame.colorspace
-        out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
         return out
 
 

@@ -323,7 +323,13 @@ def to_array(frame: av.VideoFrame, use: str, **reformat: object) -> np.ndarray:
     across swscale threads, which for these sizes cost 1.4 to 2 times the CPU of one thread, and
     on threads that no stage timer sees.
     """
-    return _reformatter(use).reformat(frame, threads=1, **reformat).to_ndarray()
+    return to_frame(frame, use, **reformat).to_ndarray()
+
+
+def to_frame(frame: av.VideoFrame, use: str, **reformat: object) -> av.VideoFrame:
+    """``frame.reformat(**reformat)`` as ``to_array`` does it: a frame with ``frame``'s properties
+    (timestamp, colour description, field order)."""
+    return _reformatter(use).reformat(frame, threads=1, **reformat)
 
 
 def to_small_array(

@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.codec.context import Flags
 
 from streampii.source import seconds
 
@@ -225,7 +226,8 @@ class VideoWriter:
     audio, from ``audio_from`` seconds on (a clip's start). With ``audio_from`` None all of the audio
     is written, and where it starts before ``offset`` the output starts there instead, the picture
     after it, as in the input (and as ffmpeg shifts a file: by its earliest stream's start).
-    ``colour``: a frame of the input, whose colour description the output keeps (``keep_colour``)."""
+    ``colour``: a frame of the input, whose colour description the output keeps (``keep_colour``);
+    ``interlaced``: the input's frames are interlaced, and so are the output's."""
 
     def __init__(
         self,
@@ -242,6 +244,7 @@ class VideoWriter:
         audio_from: float | None = None,
         sample_aspect_ratio: Fraction | None = None,
         colour: av.VideoFrame | None = None,
+        interlaced: bool = False,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,6 +263,8 @@ class VideoWriter:
                 self._stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
             if colour is not None:
                 keep_colour(self._stream.codec_context, colour)
+            if interlaced:  # coded as fields, each frame in the order it states: a player deinterlaces, no combs
+                self._stream.codec_context.flags |= Flags.interlaced_dct | Flags.interlaced_me
             self.audio = AudioCopier(audio_source, self._out) if audio_source else None
         except BaseException:
             self.abandon()

@@ -9,7 +9,7 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-from videos import write_video, write_with_audio
+from videos import first_field, write_video, write_with_audio
 
 from streampii.analyzers import Finding, TimedBox
 from streampii.redactor import RedactOptions, redact_frames, redact_video
@@ -629,3 +629,23 @@ def test_the_input_colours_are_kept(tmp_path, codec, pix_fmt, colour, rotation, 
         shown = np.rot90(before[i], k=rotation // 90).astype(int)
         difference = np.abs(after[i].astype(int) - shown)[24:, 24:]  # away from the mask and its margin
         assert difference.mean() < 5, difference.mean(axis=(0, 1))
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv422p"])
+def test_interlaced_input_gives_interlaced_output(tmp_path, pix_fmt):
+    """Broadcast and DVR video (1080i, 576i) was written as progressive frames: a player showed the
+    fields' combs instead of deinterlacing. The output is coded as fields, in the input's order,
+    also frames masked in place (4:2:0) or through RGB (4:2:2), masked here on every frame."""
+    source = tmp_path / "dvr.ts"
+    rng = np.random.default_rng(7)
+    pictures = [rng.integers(0, 256, (48, 64, 3), np.uint8) for _ in range(4)]  # lines differ field to field
+    write_video(source, [i / 25 for i in range(4)], (64, 48), lambda i, t: pictures[i], pix_fmt=pix_fmt, fields="tff")
+    out = tmp_path / "dvr.redacted.mp4"
+    corner = (0, 0, 16, 16)
+    hints = [Finding("id_document", t, t, boxes=[TimedBox(t, corner)]) for t in (0.0, 0.04, 0.08, 0.12)]
+    report = redact_video(str(source), out, RedactOptions(detect=(), margin=0.01), hints=hints)
+    assert report.frames_masked == 4
+    with av.open(str(out)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 4 and all(f.interlaced_frame for f in frames)
+    assert [first_field(f) for f in frames] == ["top"] * 4

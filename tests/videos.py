@@ -8,6 +8,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.codec.context import Flags
 
 
 def write_video(
@@ -24,10 +25,12 @@ def write_video(
     sample_aspect_ratio: Fraction | None = None,
     pix_fmt: str | None = None,
     colour: dict[str, int] | None = None,
+    fields: str | None = None,
 ) -> Path:
     """Write frames shown at ``times`` (seconds). ``draw(i, t)`` returns an HxWx3 uint8 RGB image.
     ``colour``: the stream's colour description (``color_range``, ``colorspace``, ``color_primaries``,
-    ``color_trc``), also the frames' (converted from RGB with that range and matrix)."""
+    ``color_trc``), also the frames' (converted from RGB with that range and matrix). ``fields``
+    ("tff", "bff"): interlaced, coded as fields in that order."""
     width, height = size
     draw = draw or (lambda i, t: np.full((height, width, 3), (i * 37) % 256, np.uint8))
     with av.open(str(path), "w", options=container_options or {}) as out:
@@ -44,6 +47,8 @@ def write_video(
             stream.set_display_rotation(rotation)
         if sample_aspect_ratio:
             stream.codec_context.sample_aspect_ratio = sample_aspect_ratio
+        if fields:
+            stream.codec_context.flags |= Flags.interlaced_dct | Flags.interlaced_me
         audio = None
         if audio_seconds:
             audio = out.add_stream("aac", rate=16000)
@@ -53,6 +58,8 @@ def write_video(
                 setattr(frame, name, value)
             frame.pts = round(t / time_base)
             frame.time_base = time_base
+            if fields:  # only a filter sets a frame's field order in PyAV
+                frame = filtered(frame, "setfield", fields)
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
@@ -70,6 +77,23 @@ def write_video(
             for packet in audio.encode():
                 out.mux(packet)
     return path
+
+
+def filtered(frame: av.VideoFrame, name: str, args: str = "") -> av.VideoFrame:
+    """``frame`` through FFmpeg's filter ``name`` (its first output frame)."""
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=frame.time_base)
+    graph.link_nodes(source, graph.add(name, args), graph.add("buffersink"))
+    graph.configure()
+    graph.push(frame)
+    return graph.pull()
+
+
+def first_field(frame: av.VideoFrame) -> str:
+    """Which field of an interlaced ``frame`` is shown first: "top" or "bottom"."""
+    grey = frame.to_ndarray(format="gray")
+    first = filtered(frame, "separatefields").to_ndarray(format="gray")
+    return "top" if np.array_equal(first, grey[0::2]) else "bottom" if np.array_equal(first, grey[1::2]) else "?"
 
 
 def frame_times(path: Path) -> list[float]:
