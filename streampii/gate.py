@@ -245,9 +245,13 @@ class Gate:
             return GateDecision(window, False, "idle", motion)
         found = self._reused(*picture)
         if found == "":
-            found = self._detect(frames)
+            every = self.options.detect_every
+            seen = [f for f in frames if f.index % every == 0] or frames[-1:]
+            found = self._detect(seen)
             self.detector_runs += 1
-            self._reference = (picture[1], picture[0], found)
+            # later windows are compared with the newest picture the detectors looked at, not the
+            # window's last (often not among them): what came in after it is not in the verdict
+            self._reference = (seen[-1].t, small_gray(seen[-1].image, self.options.motion_size), found)
         else:
             self.detector_reuses += 1
         if found:
@@ -308,11 +312,9 @@ class Gate:
         self._motion[frame.index] = score
         return score
 
-    def _detect(self, frames: list[Frame]) -> str | None:
+    def _detect(self, chosen: list[Frame]) -> str | None:
         """The first hit's reason ("face", "text", "plate"), or None: cached hits first, then
-        each detector in turn (cheapest first) on the frames it has not seen."""
-        every = self.options.detect_every
-        chosen = [f for f in frames if f.index % every == 0] or frames[-1:]
+        each detector in turn (cheapest first) on the ``chosen`` frames it has not seen."""
         for f in chosen:  # a hit from the previous window, by any detector, costs nothing
             for k in range(len(self._slots)):
                 if self._found.get((f.index, k)):

@@ -319,7 +319,7 @@ def test_a_still_scene_keeps_the_last_verdict_and_a_faint_change_is_looked_at_af
     beyond noise. A change too small for motion (a speck) keeps the verdict until `redetect_after`
     seconds after the run, then the detectors run again; with `still_level` 0, they always do."""
     for finds, reason in ((False, "idle"), (True, "face")):
-        for speck, still_level, runs in ((False, 3.0, 1), (True, 3.0, 2), (False, 0.0, 3)):
+        for speck, still_level, runs in ((False, 3.0, 1), (True, 3.0, 2), (False, 0.0, 5)):
             face = FakeDetector("face", find=lambda image, finds=finds: finds)
             images = static_images(40)
             if speck:  # from 8 s on: 4 of the grey copy's 14240 pixels, 3% of motion_threshold
@@ -329,9 +329,9 @@ def test_a_still_scene_keeps_the_last_verdict_and_a_faint_change_is_looked_at_af
             decisions = list(gate_windows(sliding_windows(to_frames(images), WINDOWS, fps=1.0), gate))
             assert {d.reason for d in decisions[1:]} == {reason}
             assert all(d.motion <= GateOptions().motion_threshold for d in decisions)
-            # the second window (frames up to 5 s) runs them; then, where something changed, the
-            # first window whose picture is over 10 s younger (up to 17 s), and with still_level 0
-            # the next after that too (up to 29 s)
+            # the second window (frames 2-5) runs them on frame 4; then, where something changed,
+            # the first window whose last frame is over 10 s after the one they looked at (frames
+            # 12-15: on 12), and with still_level 0 again each time that holds (on 20, 28 and 36)
             assert gate.detector_runs == runs, (speck, still_level)
             assert gate.detector_reuses == len(decisions) - 1 - runs
 
@@ -351,3 +351,17 @@ def test_a_slow_change_below_the_motion_step_is_detected_again() -> None:
     decisions = decide_all(images, GateOptions(redetect_after=1000), [face])
     assert all(d.motion <= GateOptions().motion_threshold for d in decisions)  # never motion
     assert decisions[-1].reason == "face"
+
+
+def test_a_change_in_a_frame_the_detectors_did_not_look_at_is_looked_at_again() -> None:
+    """A faint face that shows from a window's last frame on (not among the frames the detectors
+    look at, by index) and then stays: the next still windows must not be taken for the picture
+    the detectors saw, or its 'nothing found' holds for as long as the scene stays still."""
+    images = static_images(40)
+    for image in images[5:]:  # frame 5 ends the window of frames 2-5; the detectors look at 4
+        image[100:106, 200:206] = 255
+    face = FakeDetector("face", find=lambda image: image[103, 203].min() > 240)
+    gate = Gate(GateOptions(redetect_after=10.0), [face])
+    decisions = list(gate_windows(sliding_windows(to_frames(images), WINDOWS, fps=1.0), gate))
+    assert all(d.motion <= GateOptions().motion_threshold for d in decisions)
+    assert decisions[-1].reason == "face", [d.reason for d in decisions]
