@@ -65,10 +65,10 @@ class GateOptions:
     # by less than motion_threshold, so looking at every frame mostly repeats the same answer:
     # 4 (two frames of a default window) measured 4x less detector time on idle footage.
     detect_every: int = 4
-    # A still window that looks like the frame the detectors last ran on (no more change than
-    # motion_threshold) gets that run's verdict without running them: the same picture holds the
-    # same things. They run again `redetect_after` seconds on, in case a change too small for
-    # motion came in...
+    # A still window that looks like the frame the detectors last ran on (no pixel of the grey
+    # copy changed by more than pixel_threshold, a global brightness change cancelled) gets that
+    # run's verdict without running them: the same picture holds the same things. They run again
+    # `redetect_after` seconds on, in case a change too faint for pixel_threshold came in...
     redetect_after: float = 30.0
     # ...unless nothing changed at all: no pixel of the grey copy moved by more than this many
     # levels (compression and sensor noise: at most 1.5 on the benchmark's clip, 30 s apart).
@@ -293,7 +293,9 @@ class Gate:
             # only the very same picture, up to noise, keeps its verdict this long
             level = self.options.still_level
             return verdict if level and cv2.norm(reference, small, cv2.NORM_INF) <= level else ""
-        if changed_fraction(reference, small, self.options.pixel_threshold) > self.options.motion_threshold:
+        # not a pixel beyond pixel_threshold (after any brightness change): a change too small to be
+        # motion can be a whole face on a large grid (a 32-px face in 1080p is 0.08% of the copy)
+        if changed_fraction(reference, small, self.options.pixel_threshold) > 0.0:
             return ""
         return verdict
 

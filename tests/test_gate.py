@@ -365,3 +365,18 @@ def test_a_change_in_a_frame_the_detectors_did_not_look_at_is_looked_at_again() 
     decisions = list(gate_windows(sliding_windows(to_frames(images), WINDOWS, fps=1.0), gate))
     assert all(d.motion <= GateOptions().motion_threshold for d in decisions)
     assert decisions[-1].reason == "face", [d.reason for d in decisions]
+
+
+def test_a_small_clear_change_in_a_still_scene_is_looked_at_at_once() -> None:
+    """A face too small for motion (on a large --max-pixels grid a 32-px face in 1080p is 0.08% of
+    the grey copy) but clear against the scene: the next still window is no longer the picture the
+    detectors saw, so they run again then, not redetect_after seconds later."""
+    images = static_images(24)
+    for image in images[7:]:  # a 7x7 dark patch: 11 pixels of the grey copy change, under motion_threshold's 14
+        image[100:107, 200:207] = (20, 20, 30)
+    face = FakeDetector("face", find=lambda image: image[103, 203].max() < 60)
+    decisions = decide_all(images, GateOptions(), [face])
+    assert all(d.motion <= GateOptions().motion_threshold for d in decisions)
+    # the window of frames 4-7 shows it in its last frame only (the detectors look at 4); every
+    # window from frames 6-9 on is sent
+    assert [d.reason for d in decisions[3:]] == ["face"] * (len(decisions) - 3), [d.reason for d in decisions]
