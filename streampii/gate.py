@@ -61,9 +61,10 @@ class GateOptions:
     # every window of an empty car park would go to the VLM.
     text_score: float = 0.7
     # Run the detectors on every n-th sampled frame (by Frame.index, so overlapping windows
-    # share results) of a window that motion let go. Consecutive frames of such a window differ
-    # by less than motion_threshold, so looking at every frame mostly repeats the same answer:
-    # 4 (two frames of a default window) measured 4x less detector time on idle footage.
+    # share results) of a window that motion let go, on its first and on each of its frames that
+    # differs from the one before it at all (a pixel beyond pixel_threshold). The others repeat
+    # the frame before them, so looking at every frame mostly repeats the same answer: 4 (two
+    # frames of a default window) measured 4x less detector time on idle footage.
     detect_every: int = 4
     # A still window that looks like the frame the detectors last ran on (no pixel of the grey
     # copy changed by more than pixel_threshold, a global brightness change cancelled) gets that
@@ -246,12 +247,16 @@ class Gate:
         found = self._reused(*picture)
         if found == "":
             every = self.options.detect_every
-            seen = [f for f in frames if f.index % every == 0] or frames[-1:]
-            found = self._detect(seen)
+            # every n-th frame, the first and each that differs from the one before it at all (a change
+            # too small for motion can be a whole face on a large grid, there for a second or two):
+            # every other frame of the window repeats one of these
+            seen = [f for i, f in enumerate(frames) if i == 0 or scores[i] or f.index % every == 0]
+            found, looked = self._detect(seen)
             self.detector_runs += 1
-            # later windows are compared with the newest picture the detectors looked at, not the
-            # window's last (often not among them): what came in after it is not in the verdict
-            self._reference = (seen[-1].t, small_gray(seen[-1].image, self.options.motion_size), found)
+            # later windows are compared with the picture the verdict is about (the hit's, or the
+            # newest the detectors looked at), not the window's last: what came in after it, or
+            # went, is not in the verdict
+            self._reference = (looked.t, small_gray(looked.image, self.options.motion_size), found)
         else:
             self.detector_reuses += 1
         if found:
@@ -314,13 +319,14 @@ class Gate:
         self._motion[frame.index] = score
         return score
 
-    def _detect(self, chosen: list[Frame]) -> str | None:
-        """The first hit's reason ("face", "text", "plate"), or None: cached hits first, then
-        each detector in turn (cheapest first) on the ``chosen`` frames it has not seen."""
+    def _detect(self, chosen: list[Frame]) -> tuple[str | None, Frame]:
+        """The first hit's reason ("face", "text", "plate") and frame, or None and the last frame:
+        cached hits first, then each detector in turn (cheapest first) on the ``chosen`` frames
+        it has not seen."""
         for f in chosen:  # a hit from the previous window, by any detector, costs nothing
             for k in range(len(self._slots)):
                 if self._found.get((f.index, k)):
-                    return self._found[(f.index, k)]
+                    return self._found[(f.index, k)], f
         for k, slot in enumerate(self._slots):
             for f in chosen:
                 if (f.index, k) not in self._found:
@@ -330,8 +336,8 @@ class Gate:
                         found = slot.get().detect(f.image)
                     self._found[(f.index, k)] = self._hit(found)
                     if self._found[(f.index, k)]:
-                        return self._found[(f.index, k)]
-        return None
+                        return self._found[(f.index, k)], f
+        return None, chosen[-1]
 
     def _hit(self, found: Detections) -> str | None:
         for category, score in zip(found.categories, found.scores, strict=True):

@@ -316,23 +316,25 @@ def test_real_faces_make_every_window_of_the_walking_clip_analyzed(clips) -> Non
 def test_a_still_scene_keeps_the_last_verdict_and_a_faint_change_is_looked_at_after_redetect_after() -> None:
     """Detectors run once on a still scene; later still windows take that verdict (idle, or a
     static face: analyzed), past `redetect_after` too while not a pixel of the grey copy moved
-    beyond noise. A change too small for motion (a speck) keeps the verdict until `redetect_after`
-    seconds after the run, then the detectors run again; with `still_level` 0, they always do."""
+    beyond noise. A change too faint for pixel_threshold (a smudge) keeps the verdict until
+    `redetect_after` seconds after the picture they looked at, then the detectors run again; with
+    `still_level` 0, they always do."""
     for finds, reason in ((False, "idle"), (True, "face")):
-        for speck, still_level, runs in ((False, 3.0, 1), (True, 3.0, 2), (False, 0.0, 5)):
+        for smudge, still_level, runs in ((False, 3.0, 1), (True, 3.0, 2), (False, 0.0, 5)):
             face = FakeDetector("face", find=lambda image, finds=finds: finds)
             images = static_images(40)
-            if speck:  # from 8 s on: 4 of the grey copy's 14240 pixels, 3% of motion_threshold
+            if smudge:  # from 8 s on: 40 levels brighter on 6x6 pixels, 19 on the grey copy
                 for image in images[8:]:
-                    image[100:106, 200:206] = 255
+                    image[100:106, 200:206] = np.clip(image[100:106, 200:206].astype(int) + 40, 0, 255)
             gate = Gate(GateOptions(redetect_after=10.0, still_level=still_level), [face])
             decisions = list(gate_windows(sliding_windows(to_frames(images), WINDOWS, fps=1.0), gate))
             assert {d.reason for d in decisions[1:]} == {reason}
-            assert all(d.motion <= GateOptions().motion_threshold for d in decisions)
-            # the second window (frames 2-5) runs them on frame 4; then, where something changed,
-            # the first window whose last frame is over 10 s after the one they looked at (frames
-            # 12-15: on 12), and with still_level 0 again each time that holds (on 20, 28 and 36)
-            assert gate.detector_runs == runs, (speck, still_level)
+            assert all(d.motion == 0.0 for d in decisions)
+            # the second window (frames 2-5) runs them (they look at 2 and 4; a face is found on 2);
+            # then, where something changed, the first window whose last frame is over 10 s after
+            # the picture of their verdict (frames 12-15, or 10-13 after a face on 2), and with
+            # still_level 0 again each time that holds
+            assert gate.detector_runs == runs, (smudge, still_level)
             assert gate.detector_reuses == len(decisions) - 1 - runs
 
 
@@ -380,3 +382,20 @@ def test_a_small_clear_change_in_a_still_scene_is_looked_at_at_once() -> None:
     # the window of frames 4-7 shows it in its last frame only (the detectors look at 4); every
     # window from frames 6-9 on is sent
     assert [d.reason for d in decisions[3:]] == ["face"] * (len(decisions) - 3), [d.reason for d in decisions]
+
+
+def test_a_face_too_small_for_motion_for_two_frames_sends_every_window_it_is_in() -> None:
+    """The detectors look at every n-th frame of a still window, and also at its first and at
+    each frame that differs from the one before it: a small face (too small for motion) seen in
+    frames 9 and 10 alone, none of them a multiple of detect_every, sends the three windows that
+    hold it, and the still scene after it is idle again."""
+    images = static_images(20)
+    for image in images[9:11]:  # a 7x7 dark patch: 11 pixels of the grey copy, under motion_threshold
+        image[100:107, 200:207] = (20, 20, 30)
+    face = FakeDetector("face", find=lambda image: image[103, 203].max() < 60)
+    decisions = decide_all(images, GateOptions(), [face])
+    assert all(d.motion <= GateOptions().motion_threshold for d in decisions)
+    shown = {d.window.first_index: d.reason for d in decisions}
+    assert shown == {0: "first window", 2: "idle", 4: "idle", 6: "face", 8: "face", 10: "face", 12: "idle"} | {
+        i: "idle" for i in range(14, 18, 2)
+    }
