@@ -386,8 +386,7 @@ def _watch_one(
     def on_event(record: dict) -> None:
         if json_out:
             with json_lock:  # whole lines, even with --jobs
-                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-                sys.stdout.flush()
+                _print_json(record, more["stop"])
 
     try:
         return watch(
@@ -396,6 +395,20 @@ def _watch_one(
         )  # fmt: skip
     finally:
         bar.remove_task(task)
+
+
+def _print_json(record: dict, stop: StopFlag) -> None:
+    """One event on stdout as a JSON line. A reader that went away (``--json | head -1``) stops the
+    run as Ctrl-C does: the event is in the log already, and stdout is not the output folder."""
+    try:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # later lines, and the interpreter's last flush, go nowhere instead of failing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if not stop.is_set():
+            _warn("stdout was closed: stopping as on Ctrl-C (what is done so far is in --out)")
+        stop.set("stdout closed")
 
 
 def _analyzer_device(analyzers: list) -> str:

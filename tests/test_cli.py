@@ -407,6 +407,27 @@ def test_runs_from_any_folder_with_no_stdin(tmp_path: Path, clips: dict[str, Pat
     assert (tmp_path / "o" / "clip.manifest.json").exists()
 
 
+def test_json_to_a_reader_that_went_away_stops_the_run_as_ctrl_c(tmp_path: Path, clips: dict[str, Path]) -> None:
+    """``--json | head -1``: stdout closed is no fault of the input nor of --out (it was: both
+    inputs failed, 'cannot write its results in OUT: Broken pipe', exit 1)."""
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(clips["intel_face-demographics-walking-and-pause"], tmp_path / name)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first event
+    with os.fdopen(write_end, "w") as stdout:
+        result = subprocess.run(
+            [sys.executable, "-m", "streampii", "watch", "a.mp4", "b.mp4", "--vlm", "off", "--blur", "--json"]
+            + ["--out", "o"],
+            stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300,
+        )  # fmt: skip
+    assert "stdout was closed: stopping" in result.stderr
+    assert "Broken pipe" not in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 3  # cut short, as by Ctrl-C
+    manifest = json.loads((tmp_path / "o" / "a.manifest.json").read_text())
+    assert manifest["state"] in ("interrupted", "complete") and manifest["counts"]["events"] >= 1
+    assert "b.mp4: not started" in result.stderr and not (tmp_path / "o" / "b.manifest.json").exists()
+
+
 def test_torchs_idle_threads_sleep_unless_the_user_says_otherwise() -> None:
     """OMP_WAIT_POLICY=PASSIVE before torch loads (its spinning threads took CPU from the pipeline)."""
     import os
