@@ -355,6 +355,10 @@ def _progress() -> Progress:
         console=err,
         transient=True,
         disable=not err.is_terminal,
+        # rich routes what is written to stdout while the bar shows through its console, which is
+        # stderr: `--json | jq` in a terminal got no line. A piped stdout keeps its lines; stdout on
+        # the terminal too prints them above the bar.
+        redirect_stdout=sys.stdout is not None and sys.stdout.isatty(),
     )
 
 

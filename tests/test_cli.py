@@ -407,6 +407,40 @@ def test_runs_from_any_folder_with_no_stdin(tmp_path: Path, clips: dict[str, Pat
     assert (tmp_path / "o" / "clip.manifest.json").exists()
 
 
+def test_json_lines_reach_a_piped_stdout_while_the_progress_bar_shows(tmp_path: Path, clips: dict[str, Path]) -> None:
+    """`watch --json | jq` in a terminal: stderr is the terminal, so the progress bar shows; the
+    events go to the pipe all the same (rich sent them through the bar's console, to stderr)."""
+    import pty
+    import threading
+
+    shutil.copy(clips["intel_face-demographics-walking-and-pause"], tmp_path / "clip.mp4")
+    terminal, stderr = pty.openpty()
+    args = [sys.executable, "-m", "streampii", "watch", "clip.mp4", "--vlm", "off", "--blur", "--json", "--out", "o"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, cwd=tmp_path)
+    os.close(stderr)
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        while True:
+            try:
+                chunk = os.read(terminal, 65536)
+            except OSError:  # the process is gone
+                return
+            if not chunk:
+                return
+            shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    stdout = proc.stdout.read().decode()
+    assert proc.wait(timeout=300) == 0, shown.decode(errors="replace")
+    reader.join(10)
+    os.close(terminal)
+    logged = (tmp_path / "o" / "clip.events.jsonl").read_text()
+    assert logged and stdout == logged  # every event, one JSON line each
+    assert b'"category"' not in shown
+
+
 def test_json_to_a_reader_that_went_away_stops_the_run_as_ctrl_c(tmp_path: Path, clips: dict[str, Path]) -> None:
     """``--json | head -1``: stdout closed is no fault of the input nor of --out (it was: both
     inputs failed, 'cannot write its results in OUT: Broken pipe', exit 1)."""
