@@ -441,6 +441,17 @@ def test_json_lines_reach_a_piped_stdout_while_the_progress_bar_shows(tmp_path: 
     assert b'"category"' not in shown
 
 
+def test_json_with_no_stdout_at_all_is_a_usage_error(tmp_path: Path, clips: dict[str, Path]) -> None:
+    """Started with stdout closed (`>&-`): one line and exit 2 before any input is read (it was an
+    internal error with a traceback at the first event)."""
+    shutil.copy(clips["intel_face-demographics-walking-and-pause"], tmp_path / "clip.mp4")
+    args = [sys.executable, "-m", "streampii", "watch", "clip.mp4", "--vlm", "off", "--blur", "--json", "--out", "o"]
+    result = subprocess.run(args, stdout=None, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=300,
+                            preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert result.returncode == 2 and result.stderr == "streampii: error: --json: stdout is closed\n"
+    assert not (tmp_path / "o").exists()
+
+
 def test_json_to_a_reader_that_went_away_stops_the_run_as_ctrl_c(tmp_path: Path, clips: dict[str, Path]) -> None:
     """``--json | head -1``: stdout closed is no fault of the input nor of --out (it was: both
     inputs failed, 'cannot write its results in OUT: Broken pipe', exit 1)."""
