@@ -139,7 +139,7 @@ def watch_command(
     kv_cache: KvCacheChoice = KVCache.dynamic,
     blur: Blur = False,
     json_out: Annotated[
-        bool, typer.Option("--json", help="Print each event to stdout as a JSON line as it is found.")
+        bool, typer.Option("--json", help="Print each event to stdout as a JSON line as soon as it is final.")
     ] = False,
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue where a killed run stopped (state in --out).")
