@@ -165,6 +165,8 @@ class RunResult:
     events: int = 0
     windows: int = 0
     windows_failed: int = 0
+    windows_unanswered: int = 0  # of them, those whose model call failed (no answer at all)
+    unanswered_reason: str | None = None
     frames_sampled: int = 0
     duration: float | None = None
     error: str | None = None  # also with state complete: a camera's recording failed (exit code 3)
@@ -488,6 +490,8 @@ def _run(
     if resume is not None and resume.data and not info.live:
         # the windows a killed run finished are skipped: their counts go on (a camera's windows start anew)
         result.windows_failed = resume.data.get("windows_failed", 0)
+        result.windows_unanswered = resume.data.get("windows_unanswered", 0)
+        result.unanswered_reason = resume.data.get("unanswered_reason")
         window_rows.status.update(resume.data.get("window_status", {}))
         window_rows.visual_tokens = resume.data.get("visual_tokens", 0)
 
@@ -559,6 +563,9 @@ def _run(
                 window_rows.append(_window_row(window, rows, decision))
                 result.windows += 1
                 result.windows_failed += any(r.error for r in rows)
+                for r in (r for r in rows if r.unanswered):
+                    result.windows_unanswered += 1
+                    result.unanswered_reason = r.error
                 for r in (r for r in rows if r.error):
                     span = f"{window.start:.2f}-{window.end:.2f} s"
                     logger.warning("%s: window %d (%s): %s", redact_url(info.source), window.index, span, r.error)
@@ -617,6 +624,8 @@ def _run(
             result.error = report.error  # not damaged: decoded, but with no time to place the frames at
         if info.live:
             result.error = f"stream ended at {where}" + (f": {report.error}" if report.error else "")
+    if result.windows_unanswered and result.error is None:  # an audit's gap: the run says so (exit 3)
+        result.error = f"{result.windows_unanswered} window(s) got no answer from the VLM: {result.unanswered_reason}"
     if src.camera is not None:
         src.camera.close()  # the reader closes the last recorded file first: the manifest lists it
         recorder = src.camera.recorder
@@ -668,6 +677,8 @@ def _resume_data(log: EventLog, by_category: Counter, result: RunResult, window_
         "events": log.count,
         "by_category": dict(by_category),
         "windows_failed": result.windows_failed,
+        "windows_unanswered": result.windows_unanswered,
+        "unanswered_reason": result.unanswered_reason,
         "window_status": dict(window_rows.status),
         "visual_tokens": window_rows.visual_tokens,
     }

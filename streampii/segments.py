@@ -260,6 +260,12 @@ def process_folder(
             return runs
 
 
+def _unfinished(result, fine: tuple[str, ...]) -> bool:
+    """A segment's run that did not end well: another state than ``fine``, or complete with an error
+    (windows the VLM gave no answer for, recorded files lost)."""
+    return result.state not in fine or (result.state == "complete" and result.error is not None)
+
+
 def segments_command(
     folder: Annotated[Path, typer.Argument(help="Folder a recorder writes segment files into.")],
     out_dir: Annotated[
@@ -371,7 +377,7 @@ def segments_command(
                 cli.err.print(
                     f"streampii: {run.segment.name}: stopped ({stop.reason}), the next run takes it up", markup=False
                 )
-            elif run.result is not None and run.result.state != "complete":
+            elif run.result is not None and (run.result.state != "complete" or run.result.error):
                 cli._warn(f"{run.segment.name}: {run.result.error or run.result.state}")
             else:
                 cli.err.print(f"streampii: {run.segment.name}: {run.result.events} event(s)", markup=False)
@@ -396,7 +402,7 @@ def segments_command(
     last = {r.segment.path: r for r in runs if not r.gone}.values()
     # a segment stopped by SIGTERM / Ctrl-C is no failure: it stays resumable (its row is left running)
     fine = ("complete", "interrupted")
-    bad = sum(1 for r in last if r.error or (r.result is not None and r.result.state not in fine))
+    bad = sum(1 for r in last if r.error or (r.result is not None and _unfinished(r.result, fine)))
     if bad == 0:
         raise typer.Exit(cli.EXIT_OK)
     raise typer.Exit(cli.EXIT_FAILED if bad == len(last) else cli.EXIT_PARTIAL)

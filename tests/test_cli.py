@@ -655,3 +655,39 @@ def test_frames_without_a_time_of_their_own_are_counted_and_said(tmp_path: Path)
     manifest = json.loads((tmp_path / "out" / "camera.manifest.json").read_text())
     assert manifest["decode"]["frames_skipped"] == 10 and "damaged" not in manifest["error"]
     assert "camera.h264: no frame carries a timestamp" in result.stderr
+
+
+def test_windows_the_vlm_gave_no_answer_for_make_the_run_partial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model call that fails (a CUDA error) fails its windows and the run goes on: that must not
+    pass for a clean run (exit 0), or a broken GPU leaves audits with holes no scheduler hears of."""
+    from typer.testing import CliRunner
+
+    from streampii import cli
+    from streampii.analyzers import WindowResult
+
+    class BrokenGpu:
+        name = "qwen2-vl"
+
+        def analyze(self, windows):
+            error = "model call failed (RuntimeError: CUDA error: an illegal memory access was encountered)"
+            return [WindowResult(w, [], self.name, error=error, unanswered=w.index == 1) for w in windows]
+
+        def describe(self) -> dict:
+            return {"name": self.name}
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([BrokenGpu()], None))
+    write_video(tmp_path / "cam.mp4", [i / 5 for i in range(20)])
+    result = CliRunner().invoke(
+        cli.app, ["watch", "cam.mp4", "--out", "out", "--gate", "off", "--window", "2", "--stride", "1"]
+    )
+    assert result.exit_code == 3, result.output
+    manifest = json.loads((tmp_path / "out" / "cam.manifest.json").read_text())
+    assert manifest["state"] == "complete"
+    assert manifest["error"] == (
+        "1 window(s) got no answer from the VLM: model call failed (RuntimeError: CUDA error: an illegal memory"
+        " access was encountered)"
+    )
+    assert "streampii: warning: cam.mp4: 1 window(s) got no answer from the VLM" in result.output

@@ -378,4 +378,5 @@ def test_a_failing_model_call_fails_its_windows_and_the_run_goes_on(tiny_qwen2vl
     results = analyzer.analyze(windows)
     assert [r.window.index for r in results] == [w.index for w in windows]
     assert results[0].error == "model call failed (RuntimeError: CUDA error: an illegal memory access was encountered)"
+    assert [r.unanswered for r in results] == [True, False, False]
     assert all(r.raw is not None and not (r.error or "").startswith("model call") for r in results[1:])

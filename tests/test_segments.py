@@ -575,3 +575,32 @@ def test_a_segment_whose_redacted_video_meets_a_full_disk_is_tried_again(
     again = CliRunner().invoke(cli.app, args)
     assert again.exit_code == 0 and "cam1_20261125T100000Z.mp4: " in again.output, again.output
     assert (tmp_path / "out" / "cam1_20261125T100000Z.redacted.mp4").is_file()
+
+
+def test_a_segment_whose_windows_got_no_answer_is_a_partial_failure(
+    tmp_path: Path, segment_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing GPU gave a segment no analysis, and `segments` exited 0 as if all was well."""
+    from typer.testing import CliRunner
+
+    from streampii import cli
+    from streampii.analyzers import WindowResult
+
+    class BrokenGpu:
+        name = "qwen2-vl"
+
+        def analyze(self, windows):
+            error = "model call failed (RuntimeError: CUDA error)"
+            return [WindowResult(w, [], self.name, error=error, unanswered=True) for w in windows]
+
+        def describe(self) -> dict:
+            return {"name": self.name}
+
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([BrokenGpu()], None))
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for minute in (0, 5):
+        old(Path(shutil.copy(segment_video, folder / f"cam1_20261125T10{minute:02d}00Z.mp4")))
+    result = CliRunner().invoke(cli.app, ["segments", str(folder), "--out", str(tmp_path / "out"), "--gate", "off"])
+    assert result.exit_code == 1, result.output  # every segment: a failure
+    assert result.output.count("got no answer from the VLM: model call failed") == 2, result.output

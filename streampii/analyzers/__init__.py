@@ -63,6 +63,9 @@ class WindowResult:
     error: str | None = None  # set when the answer could not be used; the window counts as failed
     seconds: float = 0.0
     raw: str | None = None  # the model's answer as text, kept for the debug file when error is set
+    # no answer at all: the model call failed (out of memory, a CUDA error), unlike an answer that
+    # could not be used; the input's run then reports an error (a gap in the analysis to alert on)
+    unanswered: bool = False
 
 
 class Analyzer(Protocol):

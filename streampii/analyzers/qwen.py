@@ -439,7 +439,7 @@ class QwenAnalyzer:
         return result
 
     def _failed(self, window: Window, reason: str, started: float) -> WindowResult:
-        return WindowResult(window, [], self.name, error=reason, seconds=time.perf_counter() - started)
+        return WindowResult(window, [], self.name, error=reason, seconds=time.perf_counter() - started, unanswered=True)
 
 
 def window_video(window: Window) -> np.ndarray:
