@@ -234,6 +234,9 @@ def watch_command(
     if json_out and sys.stdout is None:  # started with no stdout at all (`>&-`): the lines have nowhere to go
         _error("--json: stdout is closed")
         raise typer.Exit(EXIT_USAGE)
+    if clips and not blur:  # it would write nothing, silently
+        _error("--clips writes the blurred video's stretches around PII: it needs --blur")
+        raise typer.Exit(EXIT_USAGE)
     cameras = [i for i in inputs if is_live(i)]
     if blur and cameras:  # a usage error: a service that restarts on failure must not loop on it
         _error(f"--blur works on files, not on a live camera ({cameras[0]}): --record it and blur the segments")

@@ -229,6 +229,7 @@ BAD_OPTIONS = [  # (command, options, the error line's start)
     ("watch", ["--record", "clip.mp4"], "--record clip.mp4: not a folder"),
     ("watch", ["--blur", "--vlm", "off", "--detect", ""], "--detect must name at least one of face, plate, text"),
     ("watch", ["--vlm", "auto", "--detect", " , "], "--detect must name at least one of face, plate, text"),
+    ("watch", ["--clips"], "--clips writes the blurred video's stretches around PII: it needs --blur"),
     ("segments", ["--fps", "inf"], "--fps must be above 0"),
     ("segments", ["--settle", "nan"], "--settle must be within 0..86400 s"),
     ("segments", ["--watch", "--poll", "0"], "--poll must be above 0 s"),
