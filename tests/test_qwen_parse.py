@@ -196,3 +196,10 @@ def test_nan_infinity_and_huge_numbers_are_ignored(window, number):
     )
     (f,) = parse_answer(answer, window).findings
     assert (f.start, f.end, f.confidence, f.boxes) == (20.0, 20.52, None, [])
+
+
+def test_a_boolean_value_is_no_value(window):
+    # ("value": true reached the log as the text "True")
+    answer = '{"findings": [{"category": "license_plate", "first_frame": 0, "last_frame": 1, "value": true}]}'
+    (f,) = parse_answer(answer, window).findings
+    assert f.value is None

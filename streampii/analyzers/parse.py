@@ -106,8 +106,8 @@ def normalize_category(raw: str) -> tuple[str, str | None]:
 
 
 def _replace_grounding(text: str) -> tuple[str, list[tuple[int, str, tuple[float, ...]]]]:
-    """Replace each grounding group with ``[x1, y1, x2, y2]`` (label kept as a string before it
-    when it stands in prose) and return (text, [(position in new text, label, box)]). Boxes that
+    """Replace each grounding group with ``[x1, y1, x2, y2]`` (its label goes with the box, not into
+    the text) and return (text, [(position in new text, label, box)]). Boxes that
     follow a labelled one directly share its label: Qwen2-VL names several objects once
     (``<|object_ref_start|>faces<|object_ref_end|><|box_start|>...<|box_end|><|box_start|>...``)."""
     out: list[str] = []
@@ -236,7 +236,7 @@ def _number(value) -> float | None:
 
 
 def _value(value) -> str | None:
-    if value is None or isinstance(value, dict | list):
+    if value is None or isinstance(value, bool | dict | list):  # (true / false: no legible text)
         return None
     text = str(value).strip()
     return None if text.lower() in _NO_VALUE else text
