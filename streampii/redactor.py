@@ -83,6 +83,7 @@ class RedactOptions:
     whole_max_age: float = 60.0
     # A still picture where a detector found nothing is looked at this often instead of every
     # interval: below `margin`, so the mask's lead-in still covers the first frames of a newcomer.
+    # Its thumbnail is still compared every interval, and a change is looked at then.
     idle_interval: float = 0.3
     # When part of the picture changed since a detector's last look, a detector that takes crops
     # (CenterFace, PP-OCR) looks at the changed parts alone, with context around them, while they
@@ -278,6 +279,7 @@ class Redactor:
         self.output = _Output(out_path and Path(out_path), info, options, audio_source, self.report)
         self.hold_until: float | None = None  # frames at or past this time wait for the VLM
         self._due = [float("-inf")] * len(self.detectors)
+        self._idle: list[float | None] = [None] * len(self.detectors)  # an idle detector's last change check
         self._looks: list[_Look | None] = [None] * len(self.detectors)  # each detector's last look
         self._buffer: deque[DecodedFrame] = deque()
         self._hints: deque = deque()
@@ -299,9 +301,21 @@ class Redactor:
         waiting = []  # detectors not due on this frame
         for i, (detector, interval) in enumerate(self.detectors):
             if t + 1e-3 < self._due[i] + interval:
-                waiting.append(i)
-                continue
-            self._due[i] = t
+                since = self._idle[i]
+                if since is None or t + 1e-3 < since + interval:
+                    waiting.append(i)
+                    continue
+                # Idle (it found nothing on a still picture: it looks every idle interval), yet it
+                # checks for a change every interval of its own: a face in view for less than the
+                # idle interval was never looked at, and never masked.
+                self._idle[i] = t
+                if thumb is None:
+                    with self.report.times.stage("convert"):
+                        thumb = _thumbnail(decoded)
+                look = self._looks[i]
+                if _unchanged(look.picture, thumb, self._threshold(look, t)[0]):
+                    continue
+            self._due[i], self._idle[i] = t, None
             rects = None
             if self.options.static_threshold:
                 if thumb is None:
@@ -394,6 +408,7 @@ class Redactor:
         self.report.reused[detector.name] += 1
         if not len(look.found):  # nothing there: look less often (never beyond the lead-in)
             self._due[i] = t + max(0.0, min(self.options.idle_interval, self.options.margin) - interval)
+            self._idle[i] = t  # (but check for a change every interval: push)
         return True
 
     def open_events(self) -> list[Event]:

@@ -225,9 +225,9 @@ def test_static_picture_reuses_detections_and_a_change_detects_again(tmp_path):
         assert sharpness(after[i], box) < 0.1 * sharpness(before[i], box), f"frame {i} face visible"
 
 
-def arriving_face_clip(path, fps: int, frames: int, arrive: int) -> tuple[int, int, int, int]:
-    """A 480x272 clip of a still, empty scene where a face appears at frame ``arrive`` and stays;
-    returns the face's box."""
+def arriving_face_clip(path, fps: int, frames: int, arrive: int, leave: int | None = None) -> tuple[int, int, int, int]:
+    """A 480x272 clip of a still, empty scene where a face appears at frame ``arrive`` and stays
+    (until frame ``leave``, excluded); returns the face's box."""
     import av
 
     from tests.redact_clip import background, face_crop
@@ -239,7 +239,7 @@ def arriving_face_clip(path, fps: int, frames: int, arrive: int) -> tuple[int, i
         stream.width, stream.height, stream.pix_fmt = 480, 272, "yuv420p"
         for i in range(frames):
             image = base.copy()
-            if i >= arrive:
+            if arrive <= i < (frames if leave is None else leave):
                 image[80 : 80 + face.shape[0], 200 : 200 + face.shape[1]] = face
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts = i
@@ -264,6 +264,23 @@ def test_empty_still_picture_is_looked_at_less_often_and_a_newcomer_is_masked_fr
     before, _ = decode_rgb(path)
     after, _ = decode_rgb(out_path)
     for i in range(arrive, frames):
+        assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i} face visible"
+
+
+def test_a_face_in_view_for_less_than_the_idle_interval_is_masked(tmp_path):
+    """An empty still picture is looked at every `idle_interval` (0.3 s), but a change is looked at
+    within `detect_interval` (0.1 s): a face in view for 0.12 s between two idle looks was never
+    looked at, and shown unmasked."""
+    fps, frames, arrive, leave = 25, 60, 37, 40  # the face on 1.48-1.56 s; idle looks at 1.4 and 1.7 s
+    path = tmp_path / "blink.mp4"
+    box = arriving_face_clip(path, fps, frames, arrive, leave)
+    options = RedactOptions(detect=("face",), detect_interval=0.1, idle_interval=0.3, margin=0.5, crf=12)
+    out_path = tmp_path / "blink.redacted.mp4"
+    report = redact_video(str(path), out_path, options)
+    assert [e.category for e in report.events] == ["face"]
+    before, _ = decode_rgb(path)
+    after, _ = decode_rgb(out_path)
+    for i in range(arrive, leave):
         assert sharpness(after[i], inner(box)) < 0.1 * sharpness(before[i], inner(box)), f"frame {i} face visible"
 
 
@@ -324,8 +341,9 @@ def test_detectors_on_an_empty_still_picture_share_thumbnails_and_a_change_still
     blind = [(Blind("face"), 0.1), (Blind("text"), 0.5)]
     report = redact_noting_time(path, tmp_path / "out.mp4", options, blind, current)
     still_thumbs = [t for t in thumbnails if t < change / fps]
-    # the face detector's looks alone, one every 0.3 s (the old own 0.5-s looks made 20 in all)
-    assert len(still_thumbs) <= 4.1 / 0.3 + 2, still_thumbs
+    # the face detector's alone: its change checks, one every 0.1 s (looks every 0.3 s among them);
+    # the text detector's own 0.5-s looks would add theirs
+    assert len(still_thumbs) <= 4.1 / 0.1 + 2, still_thumbs
     assert report.reused["text"] >= len(still_thumbs) - 2  # nearly every thumbnail was a look for both
     after = change / fps
     for name, interval in (("face", 0.3), ("text", 0.5)):
