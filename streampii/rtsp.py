@@ -226,6 +226,10 @@ class SegmentRecorder:
         # while unknown (its first frame not decoded yet)
         self.clock: Callable[[float], float | None] | None = None
         self._first: float | None = None  # the file's first keyframe, seconds
+        # a connection's first keyframe when FFmpeg gave it no timestamp (its RTSP demuxer does), and
+        # the packets after it: held until the next video packet times it, not dropped with the whole
+        # first GOP (up to seconds of frames that were analysed live but in no file)
+        self._held: list[av.Packet] = []
 
     def start(self, container: av.container.InputContainer) -> None:
         """A new connection: its first file starts at its first keyframe (a file must start decodable)."""
@@ -235,10 +239,30 @@ class SegmentRecorder:
         for audio in container.streams.audio[:1]:
             if self.options.record_format != "mp4" or audio.codec_context.name in _MP4_AUDIO:
                 self._streams[audio.index] = audio
-        self._base = None
+        self._base, self._held = None, []
 
     def write(self, packet: av.Packet) -> None:
-        if packet.stream.index not in self._streams or packet.dts is None:
+        if packet.stream.index not in self._streams:
+            return
+        video = packet.stream.type == "video"
+        untimed = packet.dts is None and packet.pts is None
+        if untimed and video and packet.is_keyframe and self._base is None:
+            self._held = [packet]
+            return
+        if self._held and (untimed or not video):
+            self._held.append(packet)
+            if len(self._held) > 1000:  # video never timed: not recorded, as before, nor held without end
+                self._held = []
+            return
+        if self._held:  # the untimed keyframe: one frame before this packet
+            keyframe, *after = self._held
+            self._held = []
+            rate = packet.stream.guessed_rate
+            step = keyframe.duration or packet.duration or (round(1 / (rate * packet.time_base)) if rate else 1)
+            keyframe.pts = keyframe.dts = (packet.dts if packet.dts is not None else packet.pts) - step
+            for held in (keyframe, *after):
+                self.write(held)
+        if packet.dts is None:
             return
         pts = packet.pts if packet.pts is not None else packet.dts
         if packet.stream.type == "video" and packet.is_keyframe:

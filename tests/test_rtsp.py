@@ -130,6 +130,31 @@ def test_drop_and_reconnect_continues_time_and_records(server: RtspServer, tmp_p
         assert sum(1 for _ in c.decode(video=0)) > 0
 
 
+def test_a_connections_first_keyframe_is_recorded_with_its_gop(server: RtspServer, tmp_path: Path) -> None:
+    """FFmpeg's RTSP demuxer gives a connection's first packet (the keyframe) no timestamp: the file
+    starts there, timed one frame before the next packet, not at the next keyframe (the first GOP,
+    analysed live, was in no file)."""
+    stop = StopFlag()
+    camera = LiveSource(
+        server.url(), LiveOptions(**{**FAST.__dict__, "record_dir": tmp_path, "segment_seconds": 60}), stop
+    )
+    camera.open()
+    times = []
+    try:
+        for frame in camera.frames():
+            times.append(frame.t)
+            if len(times) == 15:  # the server's keyframes come every 10 frames
+                stop.set("test")
+                break
+    finally:
+        camera.close()
+    (recorded,) = tmp_path.glob("*.mp4")
+    with av.open(str(recorded)) as container:
+        shown = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert len(shown) >= len(times) + 1  # every frame analysed live, and the untimed keyframe before them
+    assert shown[:3] == pytest.approx([0.0, 0.1, 0.2])  # 10 fps from the first frame on
+
+
 def test_a_recorded_file_is_listed_only_once_finished(tmp_path: Path) -> None:
     """A muxer buffers: a quiet camera's open file may not change for many seconds. It is written as
     ``<name>.partial``, which no folder listing takes for a video, and renamed once closed, the last
