@@ -371,12 +371,22 @@ def test_without_a_vlm_the_detectors_alone_log_a_cameras_faces_and_plates(tmp_pa
     )  # fmt: skip
     try:
         logs = []
-        for seconds in (6.0, 3.0):
+        for until in (7.0, 2.0):
+            # stopped at that much of the stream (the plate is in view from 3.7 s to 7.7 s), not after
+            # that many seconds from the start: under load the connection alone took seconds of them
             stop = StopFlag()
-            stop_after(stop, seconds)
+            timer = stop_after(stop, 30.0)  # (should the stream stall)
+
+            def progress(p, stop=stop, until=until) -> None:
+                if p.done >= until:
+                    stop.set("test")
+
             before = time.time()
             with RunState(tmp_path) as state:
-                result = watch(srv.url(), options, [], stem="cam", stop=stop, live=FAST, state=state)
+                result = watch(
+                    srv.url(), options, [], stem="cam", stop=stop, live=FAST, state=state, on_progress=progress
+                )
+            timer.cancel()
             assert result.state == "complete"
             logs.append((tmp_path / "cam.events.jsonl").read_text().splitlines())
             events = [json.loads(line) for line in logs[-1]]
