@@ -427,6 +427,8 @@ def _claim(out: Path, stem: str, shown: str) -> IO:
     except BlockingIOError:
         claim.close()
         raise OutputFolderError(shown, f"another streampii run is writing its outputs ({stem}.*) in {out}") from None
+    except OSError:  # a folder without locks (some network shares): the run goes on unguarded, as before
+        logger.info("%s: %s cannot be locked; two runs into it at once would not be kept apart", shown, out)
     return claim
 
 

@@ -692,3 +692,19 @@ def test_windows_the_vlm_gave_no_answer_for_make_the_run_partial(
         " access was encountered)"
     )
     assert "streampii: warning: cam.mp4: 1 window(s) got no answer from the VLM" in result.output
+
+
+def test_an_out_folder_without_locks_still_takes_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A network share without flock (ENOLCK): every input failed as a bug of ours."""
+    import errno
+    import fcntl
+
+    from streampii.pipeline import WatchOptions, watch
+
+    def no_locks(*args: object) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = write_video(tmp_path / "a.mp4", [i / 5 for i in range(10)])
+    result = watch(str(path), WatchOptions(out=tmp_path / "out"))
+    assert result.state == "complete" and (tmp_path / "out" / "a.manifest.json").is_file()
