@@ -46,7 +46,7 @@ from streampii.source import (
 )
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
-from streampii.writer import X264_PRESETS, VideoWriter, remove_partials
+from streampii.writer import X264_PRESETS, VideoWriter, keep_colour, remove_partials
 
 # write faults of the output folder, not of the input: a full disk, a quota, a read-only mount
 _FOLDER_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -666,9 +666,7 @@ class _Output:
             rgb = upright_rgb(decoded)
             out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             out.pts, out.time_base = frame.pts, frame.time_base
-            # the encoder turns it back into YUV with the input's range and matrix (else limited BT.601)
-            out.color_range, out.colorspace = frame.color_range, frame.colorspace
-            out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
+            keep_colour(out, frame)  # the encoder turns it back into YUV with the input's range and matrix
         else:
             # masked on an RGB frame that keeps the input frame's properties: its colour description
             # and its fields' order, which x264 codes each frame with (an array's frame states none)

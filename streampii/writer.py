@@ -210,15 +210,16 @@ class AudioCopier:
         self._input.close()
 
 
-def keep_colour(context: av.video.codeccontext.VideoCodecContext, frame: av.VideoFrame) -> None:
-    """Give the encoder ``frame``'s colour description (range, matrix, primaries, transfer), which
-    x264 writes into the H.264 headers: untagged, a player guesses (limited range, BT.601 or BT.709
-    by size) and shows full-range, BT.709, BT.2020 or HDR pictures in other colours. Frames of
-    another pixel format (10-bit) are converted with the same range and matrix, so the tags hold."""
-    context.color_range = frame.color_range
-    context.colorspace = frame.colorspace
-    context.color_primaries = frame.color_primaries
-    context.color_trc = frame.color_trc
+def keep_colour(target: av.video.codeccontext.VideoCodecContext | av.VideoFrame, frame: av.VideoFrame) -> None:
+    """Give the encoder (or a frame made anew for it) ``frame``'s colour description (range, matrix,
+    primaries, transfer), which x264 writes into the H.264 headers: untagged, a player guesses
+    (limited range, BT.601 or BT.709 by size) and shows full-range, BT.709, BT.2020 or HDR pictures
+    in other colours. Frames of another pixel format (10-bit) are converted with the same range and
+    matrix, so the tags hold."""
+    target.color_range = frame.color_range
+    target.colorspace = frame.colorspace
+    target.color_primaries = frame.color_primaries
+    target.color_trc = frame.color_trc
 
 
 class VideoWriter:
