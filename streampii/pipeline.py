@@ -649,20 +649,18 @@ def _failed_output(manifest: _Manifest, result: RunResult, *state) -> Iterator[N
     still at work."""
     try:
         yield
-    except (InputError, OSError, sqlite3.Error) as exc:  # (InputError: OutputError, and any other met mid-run)
-        result.state = "failed"
-        result.error = exc.reason if isinstance(exc, InputError) else _write_failure(exc, manifest.path.parent)
-        try:
-            manifest.save(result, *state, finished=True)
-        except OSError:
-            pass  # the same fault: the input's error line says why
-        raise
     except Exception as exc:
-        result.state, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
+        if isinstance(exc, InputError):  # OutputError, and any other met mid-run
+            reason = exc.reason
+        elif isinstance(exc, OSError | sqlite3.Error):
+            reason = _write_failure(exc, manifest.path.parent)
+        else:
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+        result.state, result.error = "failed", reason
         try:
             manifest.save(result, *state, finished=True)
         except OSError:
-            pass  # the input's error line says why
+            pass  # (a full disk: the same fault) the input's error line says why
         raise
 
 
