@@ -245,10 +245,11 @@ def watch_command(
     if record is not None:
         _make_folder("--record", record)
     analyzers, note = _build_analyzers(options)
-    _check_state(out_dir)  # (after the model: one that cannot load leaves nothing written)
     options = _detectors_alone(options, analyzers)
     sources = expand_inputs(inputs, out_dir)
-    with RunState(out_dir) as state:  # (--no-resume too: no input takes another's outputs)
+    # (--no-resume too: no input takes another's outputs; after the model: one that cannot load
+    # leaves nothing written)
+    with _open_state(out_dir) as state:
         stems = _unique_stems([s for s in sources if isinstance(s, str)], state)
     device = _analyzer_device(analyzers)
     live_inputs = any(is_live(s) for s in sources if isinstance(s, str))
@@ -415,7 +416,9 @@ def _print_json(record: dict, stop: StopFlag) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         # later lines, and the interpreter's last flush, go nowhere instead of failing again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
         if not stop.is_set():
             _warn("stdout was closed: stopping as on Ctrl-C (what is done so far is in --out)")
         stop.set("stdout closed")
@@ -566,11 +569,11 @@ def internal_error(source: str, exc: Exception) -> InputError:
     return InputError(redact_url(source), reason)
 
 
-def _check_state(out_dir: Path) -> None:
-    """Open the ``--out`` folder's resume state now: a file there that is no SQLite database, or one
-    SQLite cannot open or write, ends the command with one line before any input is read."""
+def _open_state(out_dir: Path) -> RunState:
+    """The ``--out`` folder's resume state: a file there that is no SQLite database, or one SQLite
+    cannot open or write, ends the command with one line before any input is read."""
     try:
-        RunState(out_dir).close()
+        return RunState(out_dir)
     except sqlite3.Error as exc:
         _error(f"--out {out_dir}: cannot use its state file {STATE_FILE} ({exc})")
         raise typer.Exit(EXIT_FAILED) from None

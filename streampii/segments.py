@@ -260,10 +260,11 @@ def process_folder(
             return runs
 
 
-def _unfinished(result, fine: tuple[str, ...]) -> bool:
-    """A segment's run that did not end well: another state than ``fine``, or complete with an error
-    (windows the VLM gave no answer for, recorded files lost)."""
-    return result.state not in fine or (result.state == "complete" and result.error is not None)
+def _unfinished(result) -> bool:
+    """A segment's run that did not end well: neither complete nor interrupted (a segment stopped
+    by SIGTERM / Ctrl-C is no failure: it stays resumable, its row left running), or complete with
+    an error (windows the VLM gave no answer for)."""
+    return result.state not in ("complete", "interrupted") or (result.state == "complete" and result.error is not None)
 
 
 def segments_command(
@@ -325,14 +326,14 @@ def segments_command(
         raise typer.Exit(cli.EXIT_USAGE) from None
     cli._make_folder("--out", out_dir)
     analyzers, note = cli._build_analyzers(options)
-    cli._check_state(out_dir)  # (after the model: one that cannot load leaves nothing written)
     options = cli._detectors_alone(options, analyzers)
     if batch_size is None:  # segments are files: batched on a GPU
         batch = default_batch_size(cli._analyzer_device(analyzers), live=False, blur=blur)
         options = cli._with_batch_size(options, analyzers, batch)
     stop = StopFlag()
     models = stage_models(options)  # detectors and gates built once, not for every segment
-    with RunState(out_dir) as state, stop_on_signals(stop):
+    # (opened after the model: one that cannot load leaves nothing written)
+    with cli._open_state(out_dir) as state, stop_on_signals(stop):
 
         def key(segment: Segment) -> str:
             return input_key(str(segment.path), segment_stem(state, segment.path))
@@ -400,9 +401,7 @@ def segments_command(
         cli.err.print(cli._summary(results, options))
     # how each segment ended (tried again once its file changed: the last try); one deleted before its turn: none
     last = {r.segment.path: r for r in runs if not r.gone}.values()
-    # a segment stopped by SIGTERM / Ctrl-C is no failure: it stays resumable (its row is left running)
-    fine = ("complete", "interrupted")
-    bad = sum(1 for r in last if r.error or (r.result is not None and _unfinished(r.result, fine)))
+    bad = sum(1 for r in last if r.error or (r.result is not None and _unfinished(r.result)))
     if bad == 0:
         raise typer.Exit(cli.EXIT_OK)
     raise typer.Exit(cli.EXIT_FAILED if bad == len(last) else cli.EXIT_PARTIAL)
