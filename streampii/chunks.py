@@ -71,9 +71,17 @@ def default_workers(jobs: int = 1) -> int:
     may use, plus one when it has them all (at most ``MAX_WORKERS``). The extra decoder keeps every
     core busy while a worker holds the GIL for its Python part and while the last chunks run:
     measured 10% faster on two cores with three workers than with two."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    share = cpus + 1 if jobs <= 1 else cpus // jobs
+    share = _cpus() + 1 if jobs <= 1 else cpu_share(jobs)
     return max(1, min(MAX_WORKERS, share))
+
+
+def cpu_share(jobs: int = 1) -> int:
+    """The CPUs this process may use, shared among ``jobs`` inputs run side by side."""
+    return max(1, _cpus() // max(1, jobs))
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 def can_split(container: av.container.InputContainer, info: VideoInfo, options: SamplerOptions) -> bool:

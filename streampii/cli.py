@@ -24,7 +24,7 @@ from rich.table import Table
 
 from streampii import __version__
 from streampii.analyzers.batching import SharedBatcher
-from streampii.chunks import default_workers
+from streampii.chunks import cpu_share, default_workers
 from streampii.cli_options import (
     VLM,
     BatchSize,
@@ -270,7 +270,7 @@ def watch_command(
         analyzers = [shared]
         options = replace(options, batch_size=per_input)
     if jobs > 1:  # inputs side by side share the CPUs that one input's chunk decoders would use
-        options = replace(options, decode_workers=default_workers(jobs))
+        options = replace(options, decode_workers=default_workers(jobs), cpus=cpu_share(jobs))
     outcomes: dict[int, RunResult | InputError] = {}
     json_lock = threading.Lock()
     models = stage_models(options)  # detectors and gates built once, not for every input

@@ -28,7 +28,7 @@ import cv2
 from streampii import __version__
 from streampii.analyzers import Analyzer, WindowResult
 from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch only with a model
-from streampii.chunks import can_split, default_workers, sample_in_chunks
+from streampii.chunks import can_split, cpu_share, default_workers, sample_in_chunks
 from streampii.detectors import Detector
 from streampii.errors import InputError, OutputFolderError, check_range
 from streampii.events import Event, EventMerger, wall_iso
@@ -44,6 +44,7 @@ from streampii.source import (
     VideoInfo,
     decode_video,
     describe,
+    every_frame_threads,
     is_url,
     open_video,
     redact_url,
@@ -94,6 +95,7 @@ class WatchOptions:
     # decoders working side by side on a file's keyframe chunks (0: one per CPU and one more; 1: a single
     # decoder). Not a setting: the frames are the same either way.
     decode_workers: int = 0
+    cpus: int = 0  # the CPUs this input may count on (0: all this process may use; --jobs shares them)
 
     def __post_init__(self) -> None:
         if not DEVICES.fullmatch(self.device):
@@ -308,8 +310,9 @@ def _watch(
         detecting = options.blur or options.detectors_alone
         # the redactor needs every frame: then one full decode feeds both it and the sampler
         needed = None if detecting else needed_near_ticks(options.sampler, info.fps)
+        threads = every_frame_threads(options.cpus or cpu_share()) if detecting else 0
         source_ = _Source(
-            lambda report: decode_video(container, info, report, needed),
+            lambda report: decode_video(container, info, report, needed, threads),
             clock,
             None,
             container,

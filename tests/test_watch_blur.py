@@ -253,6 +253,45 @@ def test_opencv_works_on_the_calling_thread(walk, tmp_path: Path) -> None:
     assert cv2.getNumThreads() == 1
 
 
+@pytest.mark.parametrize(("cpus", "blur", "ffmpeg_threads"), [(2, True, False), (16, True, True), (2, False, True)])
+def test_every_frame_is_decoded_on_this_thread_where_the_cores_are_few(
+    walk, tmp_path: Path, monkeypatch, cpus: int, blur: bool, ffmpeg_threads: bool
+) -> None:
+    """Frame threads decode the same frames for 20-50% more CPU: where every frame is decoded for
+    the redactor on an input's 2 CPUs, FFmpeg decodes on the pipeline's thread; with more cores to
+    spare, or a sampler that needs few frames, it keeps its own threads."""
+    from streampii import pipeline
+
+    started = []
+    real = pipeline.decode_video
+
+    def decode(*args, **kwargs):  # (the codec's threads start on its first frame)
+        before = _av_threads()
+        for n, frame in enumerate(real(*args, **kwargs)):
+            if n == 0:
+                started.append(_av_threads() - before)
+            yield frame
+
+    monkeypatch.setattr(pipeline, "decode_video", decode)
+    monkeypatch.setattr(pipeline, "can_split", lambda *args: False)  # one decoder, not chunk workers
+    options = WatchOptions(out=tmp_path, vlm="off", blur=blur, cpus=cpus, redact=RedactOptions(detect=()))
+    assert watch(str(walk.path), options, []).state == "complete"
+    assert bool(started[0]) == ffmpeg_threads
+
+
+def _av_threads() -> set[int]:
+    """Native ids of this process's threads that FFmpeg named (``av:h264:df0``...)."""
+    import os
+
+    names = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            names[int(tid)] = open(f"/proc/self/task/{tid}/comm").read().strip()  # noqa: SIM115
+        except OSError:
+            continue
+    return {tid for tid, name in names.items() if name.startswith("av:")}
+
+
 @pytest.mark.parametrize(("command", "jobs"), [("watch", 1), ("watch", 2), ("segments", 1)])
 def test_a_commands_inputs_share_their_detectors(walk, tmp_path: Path, monkeypatch, command: str, jobs: int) -> None:
     """The detectors are built once for a command's inputs (a set for each input running at once),
