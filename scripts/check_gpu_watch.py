@@ -8,7 +8,8 @@ inputs, and the pipeline around it. The model folder is Qwen2-VL-2B-Instruct's p
 config with random weights, saved with the tiny tokenizer and processor of
 scripts/make_tiny_qwen2vl.py (its special-token ids written into the config), so text is
 counted with the tiny tokenizer and every answer is gibberish: windows end "failed" (no JSON
-findings), which is expected. The input is one clip given ``--copies`` times (symbolic links).
+findings), which is expected. The input is one clip given ``--copies`` times (copies: `watch`
+takes a file named twice, or through a symbolic link, once).
 Each of ``--runs`` is BATCH/JOBS: ``--batch-size BATCH --jobs JOBS`` (with JOBS above 1 the
 inputs run side by side and their windows share ``generate`` calls); each run is made with each
 of ``--kv-cache`` in turn, so both caches are timed on the same machine. Prints, for each, the wall
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model folder ready in {time.perf_counter() - started:.0f} s", flush=True)
     inputs = []
     for i in range(args.copies):
-        link = work / f"cam{i}{args.clip.suffix}"
-        link.symlink_to(args.clip.resolve())
-        inputs.append(str(link))
+        copy = work / f"cam{i}{args.clip.suffix}"
+        shutil.copy(args.clip, copy)
+        inputs.append(str(copy))
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
             continue
         manifests = [json.loads(p.read_text()) for p in sorted(dest.glob("*.manifest.json"))]
+        if len(manifests) != len(inputs):
+            print(f"{run} {cache}: {len(manifests)} manifests for {len(inputs)} inputs", flush=True)
+            status = 1
         windows = sum(m["counts"]["windows_total"] for m in manifests)
         vlm = sum(m["timings"]["stages"].get("qwen2-vl", 0.0) for m in manifests)
         analyzer = manifests[0]["analyzers"][0]
