@@ -232,7 +232,7 @@ def main() -> int:
     # on a shared machine one decode's CPU time varies by 20% or more, and drifts over the half
     # hour the runs take: the baseline is the median of three decodes before and after each run
     decodes = [plain_decode_cpu(clip) for _ in range(3)]
-    threaded = [plain_decode_cpu(clip, frame_threads=True) for _ in range(3)]  # the baseline before 2026-11-27
+    threaded = [plain_decode_cpu(clip, frame_threads=True) for _ in range(3)]  # the earlier figures' baseline
 
     rows = {}
     for gate in ("off", "detect"):

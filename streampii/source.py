@@ -302,7 +302,7 @@ def decode_video(
 def every_frame_threads(cpus: int) -> int:
     """FFmpeg threads for decoding every frame of a file (for the redactor) on ``cpus`` CPUs.
 
-    Frame threads decode the same frames for 20-50% more CPU than one thread. Where cores would
+    Frame threads decode the same frames for 20-55% more CPU than one thread. Where cores would
     otherwise idle they buy time (16 cores: ``--blur`` runs 22-40% faster); on 2, x264 and the
     detectors keep both busy and they buy nothing (docs/performance.md). 0: FFmpeg's choice.
     """

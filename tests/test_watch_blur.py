@@ -257,7 +257,7 @@ def test_opencv_works_on_the_calling_thread(walk, tmp_path: Path) -> None:
 def test_every_frame_is_decoded_on_this_thread_where_the_cores_are_few(
     walk, tmp_path: Path, monkeypatch, cpus: int, blur: bool, ffmpeg_threads: bool
 ) -> None:
-    """Frame threads decode the same frames for 20-50% more CPU: where every frame is decoded for
+    """Frame threads decode the same frames for 20-55% more CPU: where every frame is decoded for
     the redactor on an input's 2 CPUs, FFmpeg decodes on the pipeline's thread; with more cores to
     spare, or a sampler that needs few frames, it keeps its own threads."""
     from streampii import pipeline
