@@ -663,10 +663,7 @@ class _Output:
             mask_planes(planes, masks, self.options.mode, (black, 128, 128))
             return frame
         if decoded.rotation:
-            rgb = upright_rgb(decoded)
-            out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            out.pts, out.time_base = frame.pts, frame.time_base
-            keep_colour(out, frame)  # the encoder turns it back into YUV with the input's range and matrix
+            rgb = upright_rgb(decoded)  # masked below, then made a frame: from_ndarray copies the pixels
         else:
             # masked on an RGB frame that keeps the input frame's properties: its colour description
             # and its fields' order, which x264 codes each frame with (an array's frame states none)
@@ -675,6 +672,10 @@ class _Output:
             rgb = plane_array(out.planes[0], 3 * width, height).reshape(height, width, 3)
         for scaled, full, ellipse in masks:
             obscure(rgb, scaled, self.options.mode, ellipse, (0, 0, 0), full)
+        if decoded.rotation:
+            out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            out.pts, out.time_base = frame.pts, frame.time_base
+            keep_colour(out, frame)  # the encoder turns it back into YUV with the input's range and matrix
         return out
 
 

@@ -667,3 +667,26 @@ def test_interlaced_input_gives_interlaced_output(tmp_path, pix_fmt):
         frames = list(container.decode(video=0))
     assert len(frames) == 4 and all(f.interlaced_frame for f in frames)
     assert [first_field(f) for f in frames] == ["top"] * 4
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 270])
+def test_a_rotated_input_is_masked(tmp_path, rotation):
+    """A phone's portrait video (a rotation tag) came out upright but unmasked: the masks were drawn
+    on the upright copy after it had been turned into the frame to encode. The box, in upright
+    pixels, is now filled there."""
+    source = tmp_path / "phone.mp4"
+    rng = np.random.default_rng(9)
+    picture = np.repeat(np.repeat(rng.integers(64, 256, (3, 4, 3), np.uint8), 16, axis=0), 16, axis=1)
+    write_video(
+        source, [i / 25 for i in range(3)], (64, 48), lambda i, t: picture, rotation=rotation, pix_fmt="yuv444p"
+    )
+    box = (4, 4, 20, 20)  # upright pixels
+    hints = [Finding("id_document", 0.0, 0.08, boxes=[TimedBox(0.0, box), TimedBox(0.08, box)])]
+    out = tmp_path / "phone.redacted.mp4"
+    report = redact_video(str(source), out, RedactOptions(detect=(), mode="fill", mask_scale=1.0, crf=10), hints=hints)
+    assert report.frames_masked == 3
+    after, _ = decode_rgb(out)
+    for frame in after:
+        assert frame.shape[:2] == ((64, 48) if rotation in (90, 270) else (48, 64))
+        assert frame[9:15, 9:15].max() < 40  # filled black (an ellipse in the box)
+        assert frame[30:, 30:].min() > 40  # the rest still shows the picture
