@@ -195,7 +195,10 @@ def describe(container: av.container.InputContainer, source: str, live: bool = F
         elif container.duration is not None:
             duration = container.duration / av.time_base
             if "matroska" in container.format.name:
-                # a Matroska segment's duration runs from timestamp 0, not from the first frame
+                # the segment's duration is its longest stream's (sound or subtitles may outlast the
+                # picture: not a video cut short); FFmpeg, mkvmerge and OBS tag each track's own end
+                duration = _tag_seconds(stream.metadata.get("DURATION")) or duration
+                # both run from timestamp 0, not from the first frame
                 duration = max(round(duration - start, 6), 0.0)
     aspect = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or None
     if aspect and rotation in (90, 270):
@@ -214,6 +217,15 @@ def describe(container: av.container.InputContainer, source: str, live: bool = F
         live=live,
         sample_aspect_ratio=aspect,
     )
+
+
+def _tag_seconds(tag: str | None) -> float | None:
+    """Seconds of a Matroska duration tag ("00:00:02.958000000"), None where absent or unreadable."""
+    try:
+        hours, minutes, secs = (tag or "").split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+    except ValueError:
+        return None
 
 
 def _first_frame_rotation(source: str) -> int:

@@ -145,6 +145,17 @@ def test_a_file_that_starts_late_is_complete_with_its_own_duration(tmp_path: Pat
     assert [(w["start"], w["end"]) for w in manifest["windows"]] == [(0.0, 1.0), (2.0, 3.0), (3.9, 3.9)]
 
 
+def test_a_matroska_file_whose_sound_outlasts_the_picture_is_complete(tmp_path: Path) -> None:
+    """A Matroska segment lasts as long as its longest stream: a 2 s picture with 5 s of sound (or
+    subtitles) was taken for a 5 s video cut short (exit 3, "damaged or cut short"). The video
+    track's own duration tag is its length."""
+    clip = write_video(tmp_path / "talk.mkv", [i / 10 for i in range(20)], audio_seconds=5.0)
+    result = run("watch", str(clip), "--vlm", "off", "--out", str(tmp_path / "out"), "--window", "2", "--stride", "2")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "talk.manifest.json").read_text())
+    assert manifest["state"] == "complete" and abs(manifest["input"]["duration"] - 2.0) < 0.15
+
+
 def test_event_schema_accepts_events_and_rejects_bad_ones(tmp_path: Path) -> None:
     from streampii.analyzers import TimedBox
 
