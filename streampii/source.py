@@ -21,7 +21,12 @@ from av.video.reformatter import VideoReformatter
 
 from streampii.errors import InputError
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".avi", ".ts", ".mts", ".m2ts", ".webm"})
+# what a folder's videos are named: MP4 and QuickTime (phones: .3gp), Matroska, AVI, MPEG-TS, MPEG-PS
+# (camcorders, TV and DVD recordings), Flash and Windows Media (older cameras), MXF (broadcast)
+VIDEO_SUFFIXES = frozenset(
+    {".mp4", ".m4v", ".mkv", ".mov", ".avi", ".ts", ".mts", ".m2ts", ".webm", ".3gp"}
+    | {".mpg", ".mpeg", ".vob", ".flv", ".wmv", ".asf", ".mxf"}
+)
 NO_FRAMES = "no frame could be decoded"
 # (a stream copy into a container keeps a raw stream's B-frames out of order: ffmpeg must decode it)
 NO_TIMESTAMPS = "no frame carries a timestamp (a raw elementary stream?): convert it first, e.g. ffmpeg -i IN OUT.mp4"

@@ -411,6 +411,18 @@ def test_own_outputs_in_the_out_folder_are_not_inputs(tmp_path: Path) -> None:
     ]
 
 
+def test_a_folder_gives_every_video_that_ffmpeg_reads(tmp_path: Path) -> None:
+    """A folder's MPEG-PS (.mpg, .vob: camcorders, TV and DVD recordings), .3gp, Flash, Windows
+    Media and MXF videos were skipped without a word ("folder holds no video files" where they
+    were all it held), though each plays when named alone."""
+    from streampii.source import expand_inputs
+
+    names = ["a.mpg", "b.MPEG", "c.vob", "d.3gp", "e.flv", "f.wmv", "g.asf", "h.mxf", "i.mp4"]
+    for name in [*names, "notes.txt", "cover.jpg"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert [Path(p).name for p in expand_inputs([str(tmp_path)])] == names
+
+
 def test_runs_from_any_folder_with_no_stdin(tmp_path: Path, clips: dict[str, Path]) -> None:
     clip = tmp_path / "clip.mp4"
     shutil.copy(clips["intel_face-demographics-walking-and-pause"], clip)
