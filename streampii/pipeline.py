@@ -565,6 +565,10 @@ def _run(
             results = _analyze([w for w, decision in batch if decision.analyze], analyzers, timer)
             for window, decision in batch:
                 rows = [r for r in results if r.window is window]
+                if any(r.interrupted for r in rows):
+                    # aborted before the model saw it: not done, so neither counted nor checkpointed
+                    result.state = "interrupted"
+                    break
                 window_rows.append(_window_row(window, rows, decision))
                 result.windows += 1
                 result.windows_failed += any(r.error for r in rows)
@@ -592,7 +596,7 @@ def _run(
             if time.monotonic() - last_save > MANIFEST_EVERY:
                 manifest.save(result, report, timer, window_rows, by_category)
                 last_save = time.monotonic()
-            if stop is not None and stop.is_set():
+            if result.state == "interrupted" or (stop is not None and stop.is_set()):
                 result.state = "interrupted"
                 break
         if info.live and stop is not None and stop.is_set():

@@ -8,14 +8,20 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from live_helpers import NO_GATE, BrightnessAnalyzer, brightness_draw
 from qwen_helpers import make_window
+from videos import write_video
 
 from streampii.analyzers import WindowResult
 from streampii.analyzers.batching import SharedBatcher
-from streampii.windows import Window
+from streampii.pipeline import WatchOptions, watch
+from streampii.sampler import SamplerOptions
+from streampii.state import RunState
+from streampii.windows import Window, WindowOptions
 
 
 class Recorder:
@@ -109,6 +115,56 @@ def test_a_second_ctrl_c_hands_every_waiting_window_back_unanswered() -> None:
     assert not any(t.is_alive() for t in threads)  # none waits for a call that will never come
     assert sorted(r.window.index for r in got) == [0, 1, 2]
     assert {r.error for r in got} == {"interrupted before the model answered"}
+
+
+def test_windows_a_second_ctrl_c_left_unanswered_are_analysed_on_resume(tmp_path: Path) -> None:
+    """watch --jobs: a second Ctrl-C hands the windows waiting for the model back unanswered. The run
+    stops before them: they were counted as failed and checkpointed as done, so a resumed run never
+    analysed them."""
+    video = write_video(tmp_path / "v.mp4", [i / 5 for i in range(100)], draw=brightness_draw())
+    options = WatchOptions(
+        out=tmp_path / "full", sampler=SamplerOptions(fps=2.0), windows=WindowOptions(window=2.0, stride=1.0),
+        gate=NO_GATE,
+    )  # fmt: skip
+    watch(str(video), options, [BrightnessAnalyzer()])
+    stop = threading.Event()
+
+    class SecondCtrlC(BrightnessAnalyzer):
+        def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+            if any(w.index == 6 for w in windows):
+                stop.set()  # the first Ctrl-C; the second comes while the model works on window 6
+                raise KeyboardInterrupt
+            return super().analyze(windows)
+
+    options = replace(options, out=tmp_path / "resumed")
+    batcher = SharedBatcher(SecondCtrlC(), batch_size=1, max_wait=0.0)
+    stopped: list = []
+
+    def run_input() -> None:
+        with RunState(options.out) as state, batcher.attached():
+            stopped.append(watch(str(video), options, [batcher], state=state, stop=stop))
+
+    thread = threading.Thread(target=run_input)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        batcher.serve()
+    thread.join(30)
+    assert stopped[0].state == "interrupted" and (stopped[0].windows, stopped[0].windows_failed) == (6, 0)
+
+    seen: list[int] = []
+
+    class Counting(BrightnessAnalyzer):
+        def analyze(self, windows: Sequence[Window]) -> list[WindowResult]:
+            seen.extend(w.index for w in windows)
+            return super().analyze(windows)
+
+    with RunState(options.out) as state:
+        assert watch(str(video), options, [Counting()], state=state).state == "complete"
+    assert min(seen) == 6  # windows 0..5 were done; 6 was not
+    full, resumed = (json.loads((tmp_path / d / "v.manifest.json").read_text())["counts"] for d in ("full", "resumed"))
+    assert resumed.pop("windows_resumed") == 6 and full.pop("windows_resumed") == 0
+    assert resumed == full
+    assert (tmp_path / "resumed" / "v.events.jsonl").read_bytes() == (tmp_path / "full" / "v.events.jsonl").read_bytes()
 
 
 def test_a_lone_input_is_not_kept_waiting_for_others() -> None:

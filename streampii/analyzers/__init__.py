@@ -66,6 +66,9 @@ class WindowResult:
     # no answer at all: the model call failed (out of memory, a CUDA error), unlike an answer that
     # could not be used; the input's run then reports an error (a gap in the analysis to alert on)
     unanswered: bool = False
+    # never sent to the model: the run was aborted first (a second Ctrl-C with --jobs). The window is
+    # not done: the pipeline stops before it, and a resumed run analyses it
+    interrupted: bool = False
 
 
 class Analyzer(Protocol):

@@ -66,7 +66,7 @@ class SharedBatcher:
         if not request.windows:
             return []
         with self._cond:
-            if self._closed:  # only after a second Ctrl-C: the pipeline records the window and ends
+            if self._closed:  # only after a second Ctrl-C: the pipeline ends before the window
                 return _unanswered(request.windows, self.name)
             self._pending.append(request)
             self._cond.notify_all()
@@ -85,8 +85,8 @@ class SharedBatcher:
         """Make the model calls on this thread until ``close``.
 
         A KeyboardInterrupt (a second Ctrl-C) ends it: the windows in the call and those waiting
-        go back unanswered (failed, "interrupted"), so that every input's pipeline records them,
-        sees the stop and writes its manifest, instead of waiting for ever."""
+        go back unanswered ("interrupted"), so that every input's pipeline stops before them (a
+        resumed run does them) and writes its manifest, instead of waiting for ever."""
         taken: list[_Request] | None = None
         try:
             while (taken := self._take()) is not None:
@@ -141,4 +141,6 @@ class SharedBatcher:
 
 
 def _unanswered(windows: list[Window], analyzer: str) -> list[WindowResult]:
-    return [WindowResult(w, [], analyzer, error="interrupted before the model answered") for w in windows]
+    return [
+        WindowResult(w, [], analyzer, error="interrupted before the model answered", interrupted=True) for w in windows
+    ]
