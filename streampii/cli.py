@@ -61,7 +61,7 @@ from streampii.redactor import RedactOptions
 from streampii.rtsp import LiveOptions, StopFlag, connecting, is_live, stop_on_signals
 from streampii.sampler import SamplerOptions
 from streampii.source import expand_inputs, redact_url
-from streampii.state import STATE_FILE, RunState
+from streampii.state import STATE_FILE, RunState, input_key
 from streampii.windows import WindowOptions
 from streampii.writer import X264_PRESETS
 
@@ -251,6 +251,9 @@ def watch_command(
     # leaves nothing written)
     with _open_state(out_dir) as state:
         stems = _unique_stems([s for s in sources if isinstance(s, str)], state)
+        if not resume:  # their logs are written anew: a later resume must not continue a killed run in them
+            for source, stem in stems.items():
+                state.drop_checkpoint(input_key(source, stem))
     device = _analyzer_device(analyzers)
     live_inputs = any(is_live(s) for s in sources if isinstance(s, str))
     jobs = _workers(jobs, [s for s in sources if isinstance(s, str)])

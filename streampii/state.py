@@ -143,6 +143,12 @@ class RunState:
         ``fingerprint``: of the file as it failed, to tell later whether it changed since."""
         self._write(key, fingerprint, status, -1, None, 0, [], {"error": reason} if reason else {})
 
+    def drop_checkpoint(self, key: str) -> None:
+        """Make a killed run's checkpoint of ``key`` unusable: a run that ignores the state
+        (``--no-resume``) rewrites the event log it points into, which a later resume would cut
+        back to it and continue. The row stays (its output stem is kept); the next run starts over."""
+        self._db.execute("UPDATE inputs SET fingerprint = '' WHERE key = ? AND status = 'running'", (key,))
+
     def status(self, key: str) -> str | None:
         row = self._db.execute("SELECT status FROM inputs WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None

@@ -731,3 +731,35 @@ def test_an_out_folder_without_locks_still_takes_results(tmp_path: Path, monkeyp
     path = write_video(tmp_path / "a.mp4", [i / 5 for i in range(10)])
     result = watch(str(path), WatchOptions(out=tmp_path / "out"))
     assert result.state == "complete" and (tmp_path / "out" / "a.manifest.json").is_file()
+
+
+def test_a_no_resume_run_leaves_no_checkpoint_for_a_later_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed run's checkpoint points into its event log. A --no-resume run then rewrote that log
+    (here at another --fps), and a later plain run cut it back to the old checkpoint and went on:
+    the log began with the --no-resume run's events. That run now starts over."""
+    from live_helpers import BrightnessAnalyzer, brightness_draw
+    from typer.testing import CliRunner
+
+    from streampii import cli
+
+    class KilledAtWindow12(BrightnessAnalyzer):
+        def analyze(self, windows):
+            if any(w.index == 12 for w in windows):
+                raise KeyboardInterrupt  # aborted (a second Ctrl-C): its checkpoint stays, as after a kill
+            return super().analyze(windows)
+
+    analyzer = BrightnessAnalyzer()
+    monkeypatch.setattr(cli, "_build_analyzers", lambda options: ([analyzer], None))
+    video = write_video(tmp_path / "v.mp4", [i / 5 for i in range(100)], draw=brightness_draw())
+    args = ["watch", str(video), "--gate", "off", "--fps", "2", "--window", "2", "--stride", "1", "--out"]
+    assert CliRunner().invoke(cli.app, [*args, str(tmp_path / "clean")]).exit_code == 0
+    expected = (tmp_path / "clean" / "v.events.jsonl").read_bytes()
+    out = str(tmp_path / "out")
+    analyzer = KilledAtWindow12()
+    assert CliRunner().invoke(cli.app, [*args, out]).exit_code == 130
+    analyzer = BrightnessAnalyzer()
+    assert CliRunner().invoke(cli.app, [*args, out, "--no-resume", "--fps", "3"]).exit_code == 0
+    assert CliRunner().invoke(cli.app, [*args, out]).exit_code == 0
+    assert (tmp_path / "out" / "v.events.jsonl").read_bytes() == expected
