@@ -120,7 +120,10 @@ class RedactOptions:
 class RedactReport:
     path: Path | None  # the redacted video, once written and closed (None with --clips)
     clips: list[tuple[Path, float, float]] = field(default_factory=list)  # (file, start, end) with --clips
-    events: list[Event] = field(default_factory=list)  # one per detector track, in start order
+    # one per detector track, in start order; with an ``on_event`` they go there instead (a camera's
+    # detectors alone run for weeks: the list would hold every face and plate seen)
+    events: list[Event] = field(default_factory=list)
+    tracks: int = 0  # detector tracks made into events
     frames: int = 0  # frames decoded
     frames_written: int = 0
     frames_masked: int = 0
@@ -161,7 +164,7 @@ class RedactReport:
             "detector_runs": dict(self.detections),
             "detector_reuses": dict(self.reused),
             "detector_region_runs": dict(self.regions),
-            "tracks": len(self.events),
+            "tracks": self.tracks,
         }
 
 
@@ -229,7 +232,8 @@ def redact_frames(
 
     ``audio_source``: a file whose audio packets are copied (None: no audio). ``hints``: findings
     or events whose boxes are masked too. ``on_event`` gets each detector track as soon as it is
-    final; ``on_masks`` gets each frame's time and masked boxes (tests, benchmarks).
+    final (without one, the report lists them); ``on_masks`` gets each frame's time and masked
+    boxes (tests, benchmarks).
     """
     redactor = Redactor(info, out_path, options, audio_source, on_event, detectors, on_masks, on_progress)
     redactor.add_hints(hints or ())
@@ -461,9 +465,11 @@ class Redactor:
         for track in tracks:
             if not track.hint_only:
                 event = track.to_event(self.info.source)
-                self.report.events.append(event)
+                self.report.tracks += 1
                 if self.on_event is not None:
                     self.on_event(event)
+                else:
+                    self.report.events.append(event)
 
     def _render(self, decoded: DecodedFrame) -> None:
         boxes = self.tracker.boxes_at(decoded.t)
