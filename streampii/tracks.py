@@ -93,6 +93,13 @@ class Track:
         self.keyframes.append(keyframe)
         self.times.append(keyframe.t)
 
+    def split(self) -> Track:
+        """The track so far, as a closed track of its own; this one goes on from its latest
+        keyframe alone (a camera's parked car would otherwise gather keyframes for weeks)."""
+        done = Track(self.id, self.family, self.link_gap, self.margin, self.keyframes, self.times, closed=True)
+        self.keyframes, self.times = self.keyframes[-1:], self.times[-1:]
+        return done
+
     def box_at(self, t: float) -> np.ndarray | None:
         """The box to mask at time ``t``, or None when the track does not cover ``t``."""
         i = bisect.bisect_right(self.times, t)
