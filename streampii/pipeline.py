@@ -31,7 +31,7 @@ from streampii.analyzers.qwen import DEFAULT_MODEL  # the module loads torch onl
 from streampii.chunks import can_split, cpu_share, default_workers, sample_in_chunks
 from streampii.detectors import Detector
 from streampii.errors import InputError, OutputFolderError, check_range
-from streampii.events import Event, EventMerger, wall_iso
+from streampii.events import LIVE_EVENT_SPAN, Event, EventMerger, wall_iso
 from streampii.gate import Gate, GateDecision, GateOptions
 from streampii.lending import Lender
 from streampii.redactor import RedactOptions, Redactor, build_detectors
@@ -464,7 +464,8 @@ def _run(
     report = DecodeReport()
     timer = _StageTimer()
     manifest = _Manifest(manifest_path, info, options, analyzers, analyzer_note, started, src.decoder_threads)
-    merger = EventMerger(info.source, gap=options.windows.merge_gap(options.sampler.fps), extra=extra)
+    gap = options.windows.merge_gap(options.sampler.fps)
+    merger = EventMerger(info.source, gap=gap, extra=extra, max_span=LIVE_EVENT_SPAN if info.live else None)
     resume = None
     redactor = src.redactor
     if redactor is not None:

@@ -28,7 +28,7 @@ import numpy as np
 from streampii.detectors import Detections, Detector, parse_detect
 from streampii.detectors.hints import hint_detections
 from streampii.errors import OutputError, OutputFolderError, check_range
-from streampii.events import Event
+from streampii.events import LIVE_EVENT_SPAN, Event
 from streampii.masks import MODES, SHAPES, mask_planes, obscure, scale_box
 from streampii.regions import Rect, changed_regions, inside, refresh
 from streampii.source import (
@@ -50,10 +50,6 @@ from streampii.writer import X264_PRESETS, VideoWriter, keep_colour, remove_part
 
 # write faults of the output folder, not of the input: a full disk, a quota, a read-only mount
 _FOLDER_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-# A camera's track is logged as an event at least this often (seconds of its span): one face in view
-# for an hour held 36,000 keyframes (11.6 MiB), and writing its event into the state cost 0.24 CPU s
-# after every window, both growing with the hours it stays.
-LIVE_TRACK_SPAN = 600.0
 
 
 @dataclass(frozen=True)
@@ -468,11 +464,11 @@ class Redactor:
                 self.tracker.forget(self._buffer[0].t)
 
     def _split_long_tracks(self) -> None:
-        """A camera's track open for ``LIVE_TRACK_SPAN`` is logged as one event, and goes on as a
+        """A camera's track open for ``LIVE_EVENT_SPAN`` is logged as one event, and goes on as a
         new one: a face or plate in view for days would hold every keyframe, and its event (written
         into the resume state after every window) every box, until it left. The part logged stays
         among the tracks until its frames are written: its masks hold."""
-        long = [tr for tr in self.tracker.tracks if not tr.closed and tr.end - tr.start >= LIVE_TRACK_SPAN]
+        long = [tr for tr in self.tracker.tracks if not tr.closed and tr.end - tr.start >= LIVE_EVENT_SPAN]
         done = [tr.split() for tr in long]
         self.tracker.tracks.extend(done)
         self._emit(done)

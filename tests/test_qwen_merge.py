@@ -87,3 +87,20 @@ def test_events_are_final_once_no_later_window_can_extend_them():
 def test_deterministic():
     answers = [answer(plate(5, 8, "AB1"), plate(5, 8), '{"category": "face"}'), answer(plate(1, 3), plate(1, 2, "AB1"))]
     assert run(answers) == run(answers)
+
+
+def test_a_cameras_event_in_view_for_long_is_logged_in_parts():
+    """A sign the VLM sees in every window of a camera: an event each ``max_span``, logged while it
+    is still in view, and the merger never holds more than one part's boxes."""
+    from streampii.analyzers import Finding, TimedBox
+    from streampii.events import LIVE_EVENT_SPAN
+
+    merger = EventMerger("rtsp://cam", gap=6.0, max_span=LIVE_EVENT_SPAN)
+    final, most = [], 0
+    for start in range(0, int(2.5 * LIVE_EVENT_SPAN), 6):  # 8-s windows every 6 s
+        boxes = [TimedBox(start + i, (10, 10, 50, 50)) for i in range(8)]
+        final += merger.add([Finding("contact_info", start, start + 7, value="555-0100", boxes=boxes)], now=start)
+        most = max([most, *(len(e.boxes) for e in merger._open)])  # noqa: SLF001
+    assert len(final) == 2 and all(LIVE_EVENT_SPAN <= e.end - e.start < LIVE_EVENT_SPAN + 8 for e in final)
+    assert most <= LIVE_EVENT_SPAN + 8
+    assert final[1].start > final[0].start and merger.close()[0].end == 2.5 * LIVE_EVENT_SPAN + 1

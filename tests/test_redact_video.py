@@ -706,7 +706,8 @@ class StillFace:
 
 
 def test_a_cameras_track_in_view_for_long_is_logged_in_parts_and_its_keyframes_stay_bounded():
-    from streampii.redactor import LIVE_TRACK_SPAN, Redactor
+    from streampii.events import LIVE_EVENT_SPAN
+    from streampii.redactor import Redactor
     from streampii.source import DecodedFrame, VideoInfo
 
     info = VideoInfo("rtsp://cam", 32, 32, "h264", 1.0, None, None, 0, 0.0, False, live=True)
@@ -715,16 +716,16 @@ def test_a_cameras_track_in_view_for_long_is_logged_in_parts_and_its_keyframes_s
         info, None, RedactOptions(detect=("face",)), on_event=events.append, detectors=[(StillFace(), 0.1)]
     )
     picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 90, np.uint8), format="rgb24")
-    seconds = int(2.5 * LIVE_TRACK_SPAN)
+    seconds = int(2.5 * LIVE_EVENT_SPAN)
     for t in range(seconds):  # one frame a second
         redactor.push(DecodedFrame(float(t), picture))
-        most = max(most, *(len(tr.keyframes) for tr in redactor.tracker.tracks))
+        most = max([most, *(len(tr.keyframes) for tr in redactor.tracker.tracks)])
     assert len(events) == 2  # logged while the face is still in view, not only once it leaves
-    assert most <= LIVE_TRACK_SPAN + 2  # a track holds at most one part's keyframes
+    assert most <= LIVE_EVENT_SPAN + 2  # a track holds at most one part's keyframes
     redactor.finish()
     assert [(e.start, e.end) for e in events] == [
-        (0.0, LIVE_TRACK_SPAN),
-        (LIVE_TRACK_SPAN, 2 * LIVE_TRACK_SPAN),
-        (2 * LIVE_TRACK_SPAN, seconds - 1),
+        (0.0, LIVE_EVENT_SPAN),
+        (LIVE_EVENT_SPAN, 2 * LIVE_EVENT_SPAN),
+        (2 * LIVE_EVENT_SPAN, seconds - 1),
     ]
     assert redactor.report.tracks == 3 and {e.category for e in events} == {"face"}
