@@ -19,6 +19,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://")
 # codecs the mp4 muxer takes as they come from a camera; others are left out of recordings
 _MP4_AUDIO = frozenset({"aac", "mp3", "opus", "ac3", "eac3", "alac"})
 _END = object()
+# A camera runs for weeks: its manifest lists the latest outages and recorded files, counting the
+# older ones (with --segment-seconds 10, a week's names alone were 60,000)
+LIVE_LIST_ROWS = 600
 
 
 def is_live(source: str) -> bool:
@@ -208,7 +212,8 @@ class SegmentRecorder:
         self.stem = stem
         self.options = options
         self.label = label  # names the camera in warnings (its URL without credentials)
-        self.recorded: list[str] = []  # the files this recorder finished, in order
+        self.recorded: deque[str] = deque(maxlen=LIVE_LIST_ROWS)  # the latest files this recorder finished
+        self.recorded_omitted = 0  # the older ones
         self.packets = 0
         self.packets_skipped = 0  # packets the muxer refused (a bad timestamp): the file goes on
         self.errors = 0  # files that could not be written or finished
@@ -303,6 +308,7 @@ class SegmentRecorder:
         except (av.error.FFmpegError, OSError) as exc:
             self._fail(f"cannot finish {path.name}: {getattr(exc, 'strerror', None) or exc}")
             return
+        self.recorded_omitted += len(self.recorded) == self.recorded.maxlen
         self.recorded.append(path.name)
         if self._failing:
             self._failing = False
@@ -377,7 +383,9 @@ class LiveSource:
         self.shown = redact_url(url)
         self.options = options or LiveOptions()
         self.stop = stop or StopFlag()
-        self.gaps: list[Gap] = []
+        self.gaps: deque[Gap] = deque(maxlen=LIVE_LIST_ROWS)  # the latest outages
+        self.gaps_omitted = 0  # the older ones
+        self.reconnects = 0
         self.frames_dropped = 0
         self.wall_base: float | None = None  # UNIX time of t = 0
         record_dir = self.options.record_dir
@@ -440,10 +448,12 @@ class LiveSource:
         return {
             "url": self.shown,
             "wall_base": self.wall_base,
-            "reconnects": sum(1 for g in self.gaps if g.end is not None),
+            "reconnects": self.reconnects,
             "gaps": [g.to_dict() for g in self.gaps],
+            "gaps_omitted": self.gaps_omitted,
             "frames_dropped": self.frames_dropped,
             "recorded": list(self.recorder.recorded) if self.recorder else [],
+            "recorded_omitted": self.recorder.recorded_omitted if self.recorder else 0,
             "recording_errors": self.recorder.errors if self.recorder else 0,
             "recording_error": self.recorder.last_error if self.recorder else None,
             "stopped_by": getattr(self.stop, "reason", None) or ("stop" if self.stop.is_set() else None),
@@ -520,6 +530,7 @@ class LiveSource:
 
     def _reconnect(self, reason: str) -> tuple[av.container.InputContainer | None, float]:
         gap = Gap(start=max(self._last_t, 0.0), end=None, wall_start=time.time(), wall_end=None, reason=reason)
+        self.gaps_omitted += len(self.gaps) == self.gaps.maxlen
         self.gaps.append(gap)
         log.warning("%s: stream lost at %.1fs (%s); reconnecting", self.shown, gap.start, reason)
         delay = self.options.backoff_initial
@@ -543,6 +554,7 @@ class LiveSource:
                 continue
             gap.wall_end = time.time()
             gap.end = max(connected_at - (self.wall_base or connected_at), self._last_t)
+            self.reconnects += 1
             log.warning(
                 "%s: stream back after %.1fs (%d attempts)", self.shown, gap.wall_end - gap.wall_start, gap.attempts
             )

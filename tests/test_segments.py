@@ -74,7 +74,25 @@ def test_recorded_files_are_named_by_their_first_frames_wall_time(tmp_path: Path
     recorder.stop()
     times = [name_time(name) - start for name in recorder.recorded]
     assert recorder.recorded[0] == "cam_20261125T101500.mp4" and times == [0, 2, 4, 6]
-    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == recorder.recorded
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == list(recorder.recorded)
+
+
+def test_a_recorders_list_of_files_keeps_the_latest(tmp_path: Path, monkeypatch) -> None:
+    """A camera records for weeks: the list of its files (in the manifest, rewritten every few
+    seconds) keeps the latest ``LIVE_LIST_ROWS`` names and counts the older ones."""
+    from streampii import rtsp
+
+    monkeypatch.setattr(rtsp, "LIVE_LIST_ROWS", 2)
+    clip = write_video(tmp_path / "clip.mp4", [i / 10 for i in range(70)], codec_options={"g": "10"})
+    recorder = rtsp.SegmentRecorder(tmp_path / "rec", "cam", rtsp.LiveOptions(segment_seconds=2.0))
+    with av.open(str(clip)) as container:
+        recorder.start(container)
+        recorder.clock = lambda s: 1.8e9 + s
+        for packet in container.demux(container.streams.video[0]):
+            recorder.write(packet)
+    recorder.stop()
+    files = sorted(p.name for p in (tmp_path / "rec").iterdir())
+    assert len(files) == 4 and list(recorder.recorded) == files[2:] and recorder.recorded_omitted == 2
 
 
 def test_order_and_half_written_segments(tmp_path: Path, segment_video: Path) -> None:
