@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,6 +31,8 @@ from streampii.pipeline import watch as watch_input
 from streampii.source import VIDEO_SUFFIXES, is_own_output
 from streampii.state import RunState, fingerprint, input_key
 
+# With --watch a run goes on for weeks: it returns (and its summary lists) the latest runs alone
+WATCH_RUNS = 600
 # Date and time inside a name: 20261125T101500, 20261125_101500, 20261125101500,
 # 2026-11-25T10-15-00, 2026-11-25_10:15:00..., optionally followed by Z or +0100 / +01:00.
 _STAMP = re.compile(
@@ -217,18 +220,22 @@ def process_folder(
     recorded and the others go on (from a segment deleted or renamed since the scan: ``gone``).
     ``out``: the output folder, whose own videos are skipped. With ``watch``, a folder that
     disappears (an unmounted share, a recorder recreating it) is waited for: ``on_warning`` hears
-    of it once each time it goes."""
+    of it once each time it goes, and only the latest ``WATCH_RUNS`` runs are returned (each went
+    to ``on_segment``)."""
     check_scan(settle, poll)
     if not folder.is_dir():
         raise InputError(str(folder), "no such folder")
     # one spelling of each segment's path (cron's absolute, a person's relative one): its key in the state
     folder = folder.resolve()
-    runs: list[SegmentRun] = []
+    runs: deque[SegmentRun] = deque(maxlen=WATCH_RUNS if watch else None)
     attempted: dict[Path, str] = {}  # a failed segment is not retried in the same run, unless its file changed
     missing = False  # the folder could not be read at the last scan
     while True:
         try:
-            ready = finished(list_segments(folder, local, out), settle)
+            listed = list_segments(folder, local, out)
+            # (files a recorder's retention deleted are forgotten: a --watch run sees every file of weeks)
+            attempted = {segment.path: attempted[segment.path] for segment in listed if segment.path in attempted}
+            ready = finished(listed, settle)
             missing = False
         except OSError as exc:
             if not watch:
@@ -238,7 +245,7 @@ def process_folder(
             missing, ready = True, []
         for segment in ready:
             if stop is not None and stop.is_set():
-                return runs
+                return list(runs)
             version = file_fingerprint(segment.path)
             if attempted.get(segment.path) == version or is_done(segment):
                 continue
@@ -257,7 +264,7 @@ def process_folder(
             if on_segment is not None:
                 on_segment(run)
         if not watch or (stop is not None and stop.wait(poll)) or (stop is None and time.sleep(poll)):
-            return runs
+            return list(runs)
 
 
 def _unfinished(result) -> bool:
@@ -369,7 +376,17 @@ def segments_command(
                     state.mark(key(segment), "failed", error.reason, file_fingerprint(segment.path))
                 raise error from None
 
+        bad: set[Path] = set()  # segments whose last try failed (a later try may still succeed)
+        good = 0  # segments done well: never tried again
+
         def report(run: SegmentRun) -> None:
+            nonlocal good
+            if not run.gone:
+                if run.error or (run.result is not None and _unfinished(run.result)):
+                    bad.add(run.segment.path)
+                else:
+                    good += 1
+                    bad.discard(run.segment.path)
             if run.gone:
                 cli.err.print(f"streampii: {run.segment.name}: deleted or renamed before its turn", markup=False)
             elif run.error:
@@ -400,8 +417,6 @@ def segments_command(
     if results:
         cli.err.print(cli._summary(results, options))
     # how each segment ended (tried again once its file changed: the last try); one deleted before its turn: none
-    last = {r.segment.path: r for r in runs if not r.gone}.values()
-    bad = sum(1 for r in last if r.error or (r.result is not None and _unfinished(r.result)))
-    if bad == 0:
+    if not bad:
         raise typer.Exit(cli.EXIT_OK)
-    raise typer.Exit(cli.EXIT_FAILED if bad == len(last) else cli.EXIT_PARTIAL)
+    raise typer.Exit(cli.EXIT_FAILED if not good else cli.EXIT_PARTIAL)

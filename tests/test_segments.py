@@ -622,3 +622,30 @@ def test_a_segment_whose_windows_got_no_answer_is_a_partial_failure(
     result = CliRunner().invoke(cli.app, ["segments", str(folder), "--out", str(tmp_path / "out"), "--gate", "off"])
     assert result.exit_code == 1, result.output  # every segment: a failure
     assert result.output.count("got no answer from the VLM: model call failed") == 2, result.output
+
+
+def test_a_watching_run_keeps_only_its_latest_runs(tmp_path: Path, monkeypatch) -> None:
+    """``segments --watch`` runs for weeks: it hands each segment's run on as it ends and keeps the
+    latest ``WATCH_RUNS`` of them (for the summary), not one for every segment it ever saw."""
+    from streampii import segments
+
+    monkeypatch.setattr(segments, "WATCH_RUNS", 3)
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    stop = StopFlag()
+    done: list[str] = []
+
+    def process(segment):
+        done.append(segment.name)
+        segment.path.unlink()  # a recorder's retention: the folder never holds many files
+        if len(done) < 10:
+            path = folder / f"cam1_20261125T10{len(done):02d}00Z.mp4"
+            path.write_bytes(b"x")
+            old(path)
+        else:
+            stop.set("test")
+
+    (folder / "cam1_20261125T100000Z.mp4").write_bytes(b"x")
+    old(folder / "cam1_20261125T100000Z.mp4")
+    runs = process_folder(folder, process, lambda s: False, watch=True, poll=0.01, stop=stop)
+    assert len(done) == 10 and [r.segment.name for r in runs] == done[-3:]
