@@ -228,7 +228,9 @@ def process_folder(
     # one spelling of each segment's path (cron's absolute, a person's relative one): its key in the state
     folder = folder.resolve()
     runs: deque[SegmentRun] = deque(maxlen=WATCH_RUNS if watch else None)
-    attempted: dict[Path, str] = {}  # a failed segment is not retried in the same run, unless its file changed
+    # segments tried or found done, by file version: neither is looked at again in this run unless its file
+    # changed (a failed one is not retried; a done one costs no state look-up at every scan)
+    attempted: dict[Path, str] = {}
     missing = False  # the folder could not be read at the last scan
     while True:
         try:
@@ -247,9 +249,11 @@ def process_folder(
             if stop is not None and stop.is_set():
                 return list(runs)
             version = file_fingerprint(segment.path)
-            if attempted.get(segment.path) == version or is_done(segment):
+            if attempted.get(segment.path) == version:
                 continue
             attempted[segment.path] = version
+            if is_done(segment):
+                continue
             if segment.start is None:
                 segment = describe_segment(segment.path, local)
             run = SegmentRun(segment)

@@ -649,3 +649,35 @@ def test_a_watching_run_keeps_only_its_latest_runs(tmp_path: Path, monkeypatch) 
     old(folder / "cam1_20261125T100000Z.mp4")
     runs = process_folder(folder, process, lambda s: False, watch=True, poll=0.01, stop=stop)
     assert len(done) == 10 and [r.segment.name for r in runs] == done[-3:]
+
+
+def test_a_watching_run_asks_the_state_about_a_done_segment_once(tmp_path: Path) -> None:
+    """Every scan lists the whole folder: a segment found done is not looked up in the state again
+    while its file stays as it is (a week of 5-minute segments: 2,000 look-ups every 2 s), but is
+    once the file changed."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    for name in ("cam1_20261125T100000Z.mp4", "cam1_20261125T100500Z.mp4"):
+        (folder / name).write_bytes(b"x")
+        old(folder / name)
+    stop = StopFlag()
+    asked: list[str] = []
+
+    def is_done(segment) -> bool:
+        asked.append(segment.name)
+        return True
+
+    thread = threading.Thread(
+        target=process_folder, args=(folder, lambda s: None, is_done), kwargs=dict(watch=True, poll=0.01, stop=stop)
+    )
+    thread.start()
+    try:
+        time.sleep(0.3)  # scans, every 0.01 s
+        assert sorted(asked) == ["cam1_20261125T100000Z.mp4", "cam1_20261125T100500Z.mp4"]
+        (folder / "cam1_20261125T100000Z.mp4").write_bytes(b"xy")  # a copy completed later
+        old(folder / "cam1_20261125T100000Z.mp4")
+        time.sleep(0.3)
+    finally:
+        stop.set("test")
+        thread.join(timeout=20)
+    assert asked.count("cam1_20261125T100000Z.mp4") == 2 and len(asked) == 3
