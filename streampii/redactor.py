@@ -417,7 +417,8 @@ class Redactor:
 
     def open_events(self) -> list[Event]:
         """The detector tracks still open, as events ending at their latest detection."""
-        return [tr.to_event(self.info.source) for tr in self.tracker.tracks if not tr.closed and not tr.hint_only]
+        tracks = self.tracker.tracks
+        return [tr.to_event(self.info.source) for tr in tracks if not (tr.closed or tr.hint_only or tr.logged)]
 
     def release(self, until: float | None) -> None:
         """The VLM has placed every box it will place before ``until`` (None: no VLM to wait for)."""
@@ -475,7 +476,7 @@ class Redactor:
 
     def _emit(self, tracks) -> None:
         for track in tracks:
-            if not track.hint_only:
+            if not (track.hint_only or track.logged):  # (a part that left right after its split: logged)
                 event = track.to_event(self.info.source)
                 self.report.tracks += 1
                 if self.on_event is not None:

@@ -56,6 +56,7 @@ class Track:
     keyframes: list[Keyframe] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # keyframe times, for bisect
     closed: bool = False
+    carried: bool = False  # its first keyframe is the last of a part already logged (split)
 
     @property
     def start(self) -> float:
@@ -86,6 +87,11 @@ class Track:
         return "+".join(dict.fromkeys(k.detector for k in self.keyframes))
 
     @property
+    def logged(self) -> bool:
+        """Nothing seen since its part before was logged (split): no event of its own."""
+        return self.carried and len(self.keyframes) == 1
+
+    @property
     def hint_only(self) -> bool:
         return all(k.detector == HINT_DETECTOR for k in self.keyframes)
 
@@ -97,7 +103,7 @@ class Track:
         """The track so far, as a closed track of its own; this one goes on from its latest
         keyframe alone (a camera's parked car would otherwise gather keyframes for weeks)."""
         done = Track(self.id, self.family, self.link_gap, self.margin, self.keyframes, self.times, closed=True)
-        self.keyframes, self.times = self.keyframes[-1:], self.times[-1:]
+        self.keyframes, self.times, self.carried = self.keyframes[-1:], self.times[-1:], True
         return done
 
     def box_at(self, t: float) -> np.ndarray | None:

@@ -729,3 +729,42 @@ def test_a_cameras_track_in_view_for_long_is_logged_in_parts_and_its_keyframes_s
         (2 * LIVE_EVENT_SPAN, seconds - 1),
     ]
     assert redactor.report.tracks == 3 and {e.category for e in events} == {"face"}
+
+
+class LeavingFace(StillFace):
+    """The still face, found up to ``until`` (seconds) and gone after."""
+
+    def __init__(self, until: float) -> None:
+        self.until, self.t = until, 0.0
+
+    def detect(self, image: np.ndarray):
+        found = super().detect(image)
+        return found if self.t <= self.until else found[np.zeros(1, bool)]
+
+
+def test_a_cameras_track_that_leaves_right_after_a_split_logs_no_second_event(monkeypatch):
+    import streampii.redactor
+    from streampii.redactor import Redactor
+    from streampii.source import DecodedFrame, VideoInfo
+
+    monkeypatch.setattr(streampii.redactor, "LIVE_EVENT_SPAN", 5.0)
+    info = VideoInfo("rtsp://cam", 32, 32, "h264", 10.0, None, None, 0, 0.0, False, live=True)
+    face, events, masked = LeavingFace(until=5.0), [], {}
+    redactor = Redactor(
+        info,
+        None,
+        RedactOptions(detect=("face",), static_threshold=0),
+        on_event=events.append,
+        detectors=[(face, 0.1)],
+        on_masks=lambda t, boxes: masked.__setitem__(t, bool(boxes)),
+    )
+    picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 90, np.uint8), format="rgb24")
+    for i in range(80):
+        face.t = i / 10
+        redactor.push(DecodedFrame(face.t, picture))
+        if face.t == 5.0:  # split on this frame: a killed run's state holds no open part of it
+            assert redactor.open_events() == []
+    redactor.finish()
+    # the part after the split saw nothing new: no zero-length copy of the first part's last box
+    assert [(e.start, e.end) for e in events] == [(0.0, 5.0)] and redactor.report.tracks == 1
+    assert all(masked[t] for t in masked if t <= 5.5)  # the box still held a margin past the last look
