@@ -66,7 +66,7 @@ class RedactOptions:
     margin: float = 0.5  # seconds a box is held before its first and after its last detection (at least the interval)
     crf: int = 20
     preset: str = "veryfast"
-    clips: bool = False  # write only the stretches around masks, one file per stretch
+    clips: bool = False  # write only the stretches around masks, one file per stretch (their paddings meeting: one)
     padding: float = 1.0  # seconds of video kept before and after each stretch (--clips)
     threads: int = 0  # onnxruntime threads per model, 0 = its default
     # A detector's boxes are reused while the picture has not changed since its last look: no grey
@@ -591,8 +591,11 @@ class _Output:
             self._writer(frame, decoded.t).write(frame, pts)
             self.report.frames_written += 1
             return
-        self._end_clip()
         self.waiting.append((frame, pts, decoded.t))
+        if self.writer is not None:
+            if decoded.t - self.last_masked <= 2 * self.options.padding:
+                return  # a mask this soon would pad into this clip: it goes on, the frames between in it
+            self._end_clip()
         while self.waiting and self.waiting[0][2] < decoded.t - self.options.padding:
             self.waiting.popleft()
 

@@ -768,3 +768,36 @@ def test_a_cameras_track_that_leaves_right_after_a_split_logs_no_second_event(mo
     # the part after the split saw nothing new: no zero-length copy of the first part's last box
     assert [(e.start, e.end) for e in events] == [(0.0, 5.0)] and redactor.report.tracks == 1
     assert all(masked[t] for t in masked if t <= 5.5)  # the box still held a margin past the last look
+
+
+class BrightSquare:
+    """A detector that finds the white square ``draw_square`` puts on some frames."""
+
+    name = "centerface"
+
+    def detect(self, image: np.ndarray):
+        from streampii.detectors import Detections
+
+        found = Detections(np.array([[8, 8, 24, 24]], np.float32), np.array([0.9]), ["face"], [None], self.name)
+        return found if image[16, 16].mean() > 200 else found[np.zeros(1, bool)]
+
+
+def draw_square(spans):
+    def draw(i: int, t: float) -> np.ndarray:
+        image = np.full((32, 48, 3), 60, np.uint8)
+        if any(a <= t + 1e-6 and t <= b + 1e-6 for a, b in spans):
+            image[8:24, 8:24] = 250
+        return image
+
+    return draw
+
+
+def test_stretches_whose_padding_meets_are_one_clip_with_its_padding(tmp_path):
+    # masks 0.55-1.25 s and 2.15-2.85 s: 0.9 s apart, less than the padding after the one and before the other
+    spans = [(0.8, 1.0), (2.4, 2.6)]
+    path = write_video(tmp_path / "in.mp4", [i / 10 for i in range(40)], (48, 32), draw_square(spans))
+    options = RedactOptions(detect=("face",), clips=True, padding=0.5, margin=0.25, static_threshold=0)
+    report = redact_video(str(path), tmp_path / "in.redacted.mp4", options, detectors=[(BrightSquare(), 0.1)])
+    # (not two files cut at 1.75 s, the second with 0.35 s before its mask)
+    assert [(p.name, a, b) for p, a, b in report.clips] == [("in.redacted.clip001.mp4", 0.0, 3.3)]
+    assert len(decode_rgb(report.clips[0][0])[0]) == report.frames_written == 34
