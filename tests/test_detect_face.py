@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import av
 import cv2
 import numpy as np
@@ -63,6 +65,31 @@ def test_threshold_and_input_size_options(city):
     assert 0 < len(strict) < len(FaceDetector().detect(city))
     small = FaceDetector(FaceOptions(max_side=400)).detect(city)
     assert len(small) > 0 and small.boxes[:, 2].max() > 400  # boxes in the original frame's pixels
+
+
+def test_a_huge_frame_is_shrunk_for_the_model_and_its_crops_at_its_scale():
+    """An 8192x8192 or 16384x2048 frame at full size asked onnxruntime for 3 to 6 GiB at once
+    (a std::bad_alloc, or all the memory): the model reads the frame, and any crop of it, at
+    the scale that fits ``max_pixels``; boxes come back in the frame's pixels."""
+    detector = FaceDetector()
+    shapes = []
+
+    def run(outputs, feed):
+        shapes.append(feed["input.1"].shape[2:])
+        h, w = shapes[-1][0] // 4, shapes[-1][1] // 4  # the model's outputs: a quarter of its input
+        return np.zeros((1, 1, h, w), np.float32), np.zeros((1, 2, h, w)), np.zeros((1, 2, h, w)), None
+
+    detector.session = SimpleNamespace(run=run)
+    scale = (FaceOptions.max_pixels / (16384 * 2048)) ** 0.5
+    padded = lambda h, w: (-(-round(h * scale) // 32) * 32, -(-round(w * scale) // 32) * 32)  # noqa: E731
+    plane = np.zeros((2048, 16384), np.uint8)
+    detector.detect_planes([plane] * 3)
+    assert shapes[-1] == padded(2048, 16384)
+    crop = plane[:1024, :4096]
+    detector.detect_planes([crop] * 3, frame_size=(16384, 2048))
+    assert shapes[-1] == padded(1024, 4096)
+    detector.detect_planes([crop] * 3)  # a picture that is the whole frame and fits: full size
+    assert shapes[-1] == (1024, 4096)
 
 
 def test_detect_selection_is_parsed():

