@@ -28,7 +28,7 @@ from streampii import cli_options as opts
 from streampii.errors import InputError, OutputFolderError, check_range
 from streampii.pipeline import DEFAULT_MODEL, WatchOptions, default_batch_size, output_stem, stage_models
 from streampii.pipeline import watch as watch_input
-from streampii.source import VIDEO_SUFFIXES, is_own_output
+from streampii.source import VIDEO_SUFFIXES, is_own_output, name_error
 from streampii.state import RunState, fingerprint, input_key
 
 # With --watch a run goes on for weeks: it returns (and its summary lists) the latest runs alone
@@ -252,6 +252,11 @@ def process_folder(
             if attempted.get(segment.path) == version:
                 continue
             attempted[segment.path] = version
+            if (error := name_error(str(segment.path))) is not None:  # (the state cannot even be asked)
+                runs.append(run := SegmentRun(segment, error=str(error)))
+                if on_segment is not None:
+                    on_segment(run)
+                continue
             if is_done(segment):
                 continue
             if segment.start is None:

@@ -119,6 +119,9 @@ def expand_inputs(items: list[str], out: Path | None = None) -> list[str | Input
     seen: set[str | Path] = set()
 
     def add(source: str) -> None:
+        if (error := name_error(source)) is not None:
+            expanded.append(error)
+            return
         try:
             key = source if is_url(source) else Path(source).resolve()
         except (OSError, RuntimeError):  # a symlink loop (Python 3.11 raises RuntimeError, 3.13 OSError)
@@ -143,6 +146,17 @@ def expand_inputs(items: list[str], out: Path | None = None) -> list[str | Input
         for video in videos:
             add(str(video))
     return expanded
+
+
+def name_error(source: str) -> InputError | None:
+    """The error for a path whose name is no UTF-8 (bytes Python holds as surrogate escapes): the
+    state's keys, the manifest's JSON and the event log take none, and it ended the whole run."""
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = source.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        return InputError(shown, "file name is not valid UTF-8: rename the file")
+    return None
 
 
 def open_video(

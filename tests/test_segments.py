@@ -149,6 +149,25 @@ def test_cli_processes_each_segment_once(tmp_path: Path, segment_video: Path) ->
     assert second.returncode == 0 and "event(s)" not in second.stderr  # nothing new, broken one not retried
 
 
+@pytest.mark.parametrize("command", ["watch", "segments"])
+def test_a_file_name_that_is_no_utf8_is_a_clear_error_and_the_others_are_done(
+    tmp_path: Path, segment_video: Path, command: str
+) -> None:
+    """A name with bytes that are no UTF-8 (a camera's or an old share's) ended the whole run with
+    a traceback (the state's SQLite keys take no surrogate escapes), the good files beside it not done."""
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    old(Path(shutil.copy(segment_video, folder / "cam1_20261125T100000Z.mp4")))
+    old(Path(shutil.copy(segment_video, os.fsdecode(bytes(folder) + b"/cam1_20261125T100500Z\xff.mp4"))))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "streampii", command, str(folder), "--out", str(out), "--vlm", "off"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr  # partial failure
+    assert "cam1_20261125T100500Z\\udcff.mp4: file name is not valid UTF-8" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert [p.name for p in out.glob("*.manifest.json")] == ["cam1_20261125T100000Z.manifest.json"]
+
+
 def test_segments_with_one_stem_and_two_extensions_get_their_own_outputs(tmp_path: Path, segment_video: Path) -> None:
     folder = tmp_path / "rec"
     folder.mkdir()
