@@ -252,8 +252,10 @@ def process_folder(
             if attempted.get(segment.path) == version:
                 continue
             attempted[segment.path] = version
-            if (error := name_error(str(segment.path))) is not None:  # (the state cannot even be asked)
-                runs.append(run := SegmentRun(segment, error=str(error)))
+            error = name_error(str(segment.path))
+            if error is not None:  # (the state cannot even be asked about it)
+                run = SegmentRun(segment, error=str(error))
+                runs.append(run)
                 if on_segment is not None:
                     on_segment(run)
                 continue
