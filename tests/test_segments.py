@@ -690,12 +690,19 @@ def test_a_watching_run_asks_the_state_about_a_done_segment_once(tmp_path: Path)
         target=process_folder, args=(folder, lambda s: None, is_done), kwargs=dict(watch=True, poll=0.01, stop=stop)
     )
     thread.start()
+
+    def scans_until(done) -> None:  # (a loaded machine may take long for the first scans)
+        deadline = time.monotonic() + 20
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)  # then tens of scans more, every 0.01 s
+
     try:
-        time.sleep(0.3)  # scans, every 0.01 s
+        scans_until(lambda: len(asked) >= 2)
         assert sorted(asked) == ["cam1_20261125T100000Z.mp4", "cam1_20261125T100500Z.mp4"]
         (folder / "cam1_20261125T100000Z.mp4").write_bytes(b"xy")  # a copy completed later
         old(folder / "cam1_20261125T100000Z.mp4")
-        time.sleep(0.3)
+        scans_until(lambda: len(asked) >= 3)
     finally:
         stop.set("test")
         thread.join(timeout=20)
