@@ -383,9 +383,18 @@ def test_without_a_vlm_the_detectors_alone_log_a_cameras_faces_and_plates(tmp_pa
 
             before = time.time()
             with RunState(tmp_path) as state:
-                result = watch(
-                    srv.url(), options, [], stem="cam", stop=stop, live=FAST, state=state, on_progress=progress
-                )
+                for attempt in range(3):
+                    try:
+                        result = watch(
+                            srv.url(), options, [], stem="cam", stop=stop, live=FAST, state=state, on_progress=progress
+                        )
+                        break
+                    except InputError as exc:
+                        # the test server's file pipeline, made anew for each client, now and then
+                        # answers the connection with what FFmpeg calls "invalid data" (once in CI
+                        # under load; none in 40 connections unloaded): nothing is written by then
+                        if "invalid data" not in str(exc) or attempt == 2:
+                            raise
             timer.cancel()
             assert result.state == "complete"
             logs.append((tmp_path / "cam.events.jsonl").read_text().splitlines())
