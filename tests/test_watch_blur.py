@@ -279,17 +279,12 @@ def test_every_frame_is_decoded_on_this_thread_where_the_cores_are_few(
     assert bool(started[0]) == ffmpeg_threads
 
 
-def _av_threads() -> set[int]:
-    """Native ids of this process's threads that FFmpeg named (``av:h264:df0``...)."""
-    import os
+def _av_threads() -> set[str]:
+    """Ids of this process's threads that FFmpeg named (``av:h264:df0``...), as the manifest's
+    decoder-thread count finds them."""
+    from streampii.timing import _thread_ids, _thread_name
 
-    names = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            names[int(tid)] = open(f"/proc/self/task/{tid}/comm").read().strip()  # noqa: SIM115
-        except OSError:
-            continue
-    return {tid for tid, name in names.items() if name.startswith("av:")}
+    return {tid for tid in _thread_ids() if _thread_name(tid).startswith("av:")}
 
 
 @pytest.mark.parametrize(("command", "jobs"), [("watch", 1), ("watch", 2), ("segments", 1)])
