@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CITY = ROOT.parent / "shared" / "data" / "images" / "deface_city.jpg"
 WIDTH, HEIGHT, FPS = 1280, 720, 10  # a typical camera stream
 PERIOD, ACTIVE = 100.0, 10.0  # a 10 s crossing every 100 s: 90% idle
-STAGES = ("decode", "sample", "gate", "gate_detect", "convert", "detect", "redact", "qwen2-vl", "mask", "encode")
+STAGES = ("decode", "sample", "gate", "gate_detect", "thumbnail", "detect", "redact", "qwen2-vl", "mask", "encode")
 MODEL_STAGES = ("qwen2-vl", "detect", "gate_detect")  # forward passes of the VLM and of the detectors
 
 

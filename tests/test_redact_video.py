@@ -175,6 +175,38 @@ def test_look_ahead_buffer_is_bounded(pii_clip, tmp_path):
     assert max(ahead) <= (0.25 + 0.2 + 2 / 24) * 24 + 1
 
 
+def test_frames_pushed_without_writing_wait_for_write_ready_and_get_the_same_masks(pii_clip, tmp_path):
+    """The pipeline pushes a decoded burst, then writes what became ready in one go: the frames
+    are held until then, and each is masked as when every push writes."""
+    from streampii.redactor import Redactor
+
+    options = RedactOptions(detect=("face",), detect_interval=0.2, margin=0.25)
+    masks = {}
+    for write in (True, False):
+        masked = masks[write] = {}
+        with open_video(str(pii_clip.path)) as container:
+            info = describe(container, str(pii_clip.path))
+            redactor = Redactor(
+                info,
+                tmp_path / f"write-{write}.mp4",
+                options,
+                on_masks=lambda t, boxes, masked=masked: masked.__setitem__(t, [b.tolist() for _, b in boxes]),
+            )
+            frames = decode_video(container, info)
+            while burst := list(itertools.islice(frames, 16)):
+                written = redactor.report.frames_written
+                for frame in burst:
+                    redactor.push(frame, write=write)
+                if not write:
+                    assert redactor.report.frames_written == written  # held, however many became ready
+                    redactor.write_ready()  # now every frame a look-ahead old is written
+                ahead = redactor.report.frames - redactor.report.frames_written
+                assert ahead <= (0.25 + 0.2 + 2 / 24) * 24 + 1
+            redactor.finish()
+    assert masks[False] == masks[True] and len(masks[True]) == pii_clip.frames
+    assert sum(bool(boxes) for boxes in masks[True].values()) > pii_clip.frames // 4
+
+
 def test_real_face_clip_every_frame_masked(clips, tmp_path):
     out = tmp_path / "intel.redacted.mp4"
     report = redact_video(str(clips["intel_face-demographics-walking-and-pause"]), out, RedactOptions(detect=("face",)))

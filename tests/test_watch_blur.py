@@ -244,6 +244,32 @@ def test_the_vlm_is_shown_frames_before_they_are_masked(walk, tmp_path: Path) ->
     assert after[10][y1 + 10 : y2 - 10, x1 + 10 : x2 - 10].mean() < 20  # and the output is masked
 
 
+def test_decoded_frames_are_written_a_burst_at_a_time(walk, tmp_path: Path, monkeypatch) -> None:
+    """Decoding, the redactor's checks and x264 each work on a burst of frames in a row, not in
+    turn at every frame (their data evicted one another's from the caches); the frames held stay
+    within the look-ahead and one burst."""
+    from streampii import pipeline
+    from streampii.redactor import Redactor
+
+    assert [pipeline.read_ahead(w, h) for w, h in ((1280, 720), (1920, 1080), (3840, 2160))] == [16, 8, 8]
+    pushed_before_write, most = [], [0]
+    write_ready = Redactor.write_ready
+
+    def counted(self) -> None:
+        pushed_before_write.append(self.report.frames)
+        most[0] = max(most[0], self.buffered)
+        write_ready(self)
+
+    monkeypatch.setattr(Redactor, "write_ready", counted)
+    options = WatchOptions(out=tmp_path, blur=True, gate=GateOptions(mode="off"), redact=RedactOptions(detect=()))
+    assert watch(str(walk.path), options, []).state == "complete"
+    burst = pipeline.read_ahead(walk.width, walk.height)
+    assert pushed_before_write[:3] == [burst, 2 * burst, 3 * burst]
+    assert most[0] <= burst + (0.5 + 2 / walk.fps) * walk.fps + 1  # one burst and the margin's look-ahead
+    _, pts = decode_rgb(tmp_path / "walk.redacted.mp4")
+    assert len(pts) == walk.frames
+
+
 def test_opencv_works_on_the_calling_thread(walk, tmp_path: Path) -> None:
     """OpenCV's pool would split masks, resizes and the detectors' pre-processing across a worker
     that spins between calls: CPU on a thread no stage timer sees."""
