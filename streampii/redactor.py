@@ -369,8 +369,8 @@ class Redactor:
 
         The pipeline calls it once per burst of decoded frames rather than once per frame: decoding,
         the detectors' checks and x264 each then work on several frames in a row instead of
-        evicting one another's data from the caches at every frame (the thumbnails, the redactor's
-        own work and the sampler took 25-35% less CPU, docs/performance.md)."""
+        evicting one another's data from the caches at every frame (the thumbnails took 31% less
+        CPU, the redactor's own work 35%, all outside the models and x264 14%: docs/performance.md)."""
         self._render_ready()
 
     def _regions(self, i: int, t: float, thumb: np.ndarray, rotation: int, size: tuple[int, int]) -> list[Rect] | None:
