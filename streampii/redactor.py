@@ -362,16 +362,7 @@ class Redactor:
                     self._still(i, t, thumb)
         self._buffer.append(decoded)
         if write:
-            self._render_ready()
-
-    def write_ready(self) -> None:
-        """Mask and write every buffered frame no later detection (or VLM window) can change.
-
-        The pipeline calls it once per burst of decoded frames rather than once per frame: decoding,
-        the detectors' checks and x264 each then work on several frames in a row instead of
-        evicting one another's data from the caches at every frame (the thumbnails took 31% less
-        CPU, the redactor's own work 35%, all outside the models and x264 14%: docs/performance.md)."""
-        self._render_ready()
+            self.write_ready()
 
     def _regions(self, i: int, t: float, thumb: np.ndarray, rotation: int, size: tuple[int, int]) -> list[Rect] | None:
         """The parts of the ``size`` frame that changed since detector ``i`` last looked, when it
@@ -432,7 +423,7 @@ class Redactor:
     def release(self, until: float | None) -> None:
         """The VLM has placed every box it will place before ``until`` (None: no VLM to wait for)."""
         self.hold_until = until
-        self._render_ready()
+        self.write_ready()
 
     @property
     def buffered(self) -> int:
@@ -460,7 +451,13 @@ class Redactor:
             t, found = self._hints.popleft()
             self.tracker.update(t, found, link_gap=self.lookahead)
 
-    def _render_ready(self) -> None:
+    def write_ready(self) -> None:
+        """Mask and write every buffered frame no later detection (or VLM window) can change.
+
+        The pipeline calls it once per burst of decoded frames rather than once per frame: decoding,
+        the detectors' checks and x264 each then work on several frames in a row instead of
+        evicting one another's data from the caches at every frame (the thumbnails took 31% less
+        CPU, the redactor's own work 35%, all outside the models and x264 14%: docs/performance.md)."""
         limit = self._latest - self.lookahead
         if self.hold_until is not None:
             limit = min(limit, max(self.hold_until - 1e-6, self._latest - self.options.max_hold))
