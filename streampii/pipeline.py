@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -37,7 +37,7 @@ from streampii.lending import Lender
 from streampii.redactor import RedactOptions, Redactor, build_detectors
 from streampii.rtsp import LiveOptions, LiveSource, is_live
 from streampii.sampler import GRID, MAX_ASPECT_RATIO, Frame, SamplerOptions, needed_near_ticks, sample_frames
-from streampii.sinks import EventLog, write_json_atomic
+from streampii.sinks import EventLog, Latest, write_json_atomic
 from streampii.source import (
     NO_TIMESTAMPS,
     DecodeReport,
@@ -752,19 +752,17 @@ def _analyze(batch: list[Window], analyzers: Sequence[Analyzer], timer: _StageTi
 
 class WindowRows:
     """The manifest's per-window rows, with counts over every window of the run. ``keep``: hold
-    only the latest rows (a camera), the older ones counted in ``omitted``; None: all (a file).
+    only the latest rows (a camera), the older ones counted in ``rows.omitted``; None: all (a file).
     A resumed run starts from the counts of the windows the killed run finished; their rows say
     "resumed" and count there alone."""
 
     def __init__(self, keep: int | None = None) -> None:
-        self.rows: deque[dict] = deque(maxlen=keep)
-        self.omitted = 0
+        self.rows: Latest[dict] = Latest(keep)
         self.status: Counter[str] = Counter()
         self.visual_tokens = 0
         self.resumed = 0
 
     def append(self, row: dict) -> None:
-        self.omitted += len(self.rows) == self.rows.maxlen
         self.rows.append(row)
         if row["status"] == "resumed":
             self.resumed += 1
@@ -919,7 +917,7 @@ class _Manifest:
             },
             "outputs": result.outputs,
             "windows": list(windows.rows),
-            **({"windows_omitted": windows.omitted} if windows.rows.maxlen is not None else {}),
+            **({"windows_omitted": windows.rows.omitted} if windows.rows.maxlen is not None else {}),
         }
         data.update({key: section() for key, section in self.extra.items()})
         # rewritten every few seconds while running: compact then, indented for people at the end

@@ -19,7 +19,6 @@ import signal
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import av
 
 from streampii.errors import InputError, check_range
+from streampii.sinks import Latest
 from streampii.source import NO_FRAMES, DecodedFrame, DecodeReport, VideoInfo, describe, redact_url, seconds
 from streampii.writer import partial_path
 
@@ -212,8 +212,7 @@ class SegmentRecorder:
         self.stem = stem
         self.options = options
         self.label = label  # names the camera in warnings (its URL without credentials)
-        self.recorded: deque[str] = deque(maxlen=LIVE_LIST_ROWS)  # the latest files this recorder finished
-        self.recorded_omitted = 0  # the older ones
+        self.recorded: Latest[str] = Latest(LIVE_LIST_ROWS)  # the latest files this recorder finished
         self.packets = 0
         self.packets_skipped = 0  # packets the muxer refused (a bad timestamp): the file goes on
         self.errors = 0  # files that could not be written or finished
@@ -308,7 +307,6 @@ class SegmentRecorder:
         except (av.error.FFmpegError, OSError) as exc:
             self._fail(f"cannot finish {path.name}: {getattr(exc, 'strerror', None) or exc}")
             return
-        self.recorded_omitted += len(self.recorded) == self.recorded.maxlen
         self.recorded.append(path.name)
         if self._failing:
             self._failing = False
@@ -383,8 +381,7 @@ class LiveSource:
         self.shown = redact_url(url)
         self.options = options or LiveOptions()
         self.stop = stop or StopFlag()
-        self.gaps: deque[Gap] = deque(maxlen=LIVE_LIST_ROWS)  # the latest outages
-        self.gaps_omitted = 0  # the older ones
+        self.gaps: Latest[Gap] = Latest(LIVE_LIST_ROWS)  # the latest outages
         self.reconnects = 0
         self.frames_dropped = 0
         self.wall_base: float | None = None  # UNIX time of t = 0
@@ -450,10 +447,10 @@ class LiveSource:
             "wall_base": self.wall_base,
             "reconnects": self.reconnects,
             "gaps": [g.to_dict() for g in self.gaps],
-            "gaps_omitted": self.gaps_omitted,
+            "gaps_omitted": self.gaps.omitted,
             "frames_dropped": self.frames_dropped,
             "recorded": list(self.recorder.recorded) if self.recorder else [],
-            "recorded_omitted": self.recorder.recorded_omitted if self.recorder else 0,
+            "recorded_omitted": self.recorder.recorded.omitted if self.recorder else 0,
             "recording_errors": self.recorder.errors if self.recorder else 0,
             "recording_error": self.recorder.last_error if self.recorder else None,
             "stopped_by": getattr(self.stop, "reason", None) or ("stop" if self.stop.is_set() else None),
@@ -530,7 +527,6 @@ class LiveSource:
 
     def _reconnect(self, reason: str) -> tuple[av.container.InputContainer | None, float]:
         gap = Gap(start=max(self._last_t, 0.0), end=None, wall_start=time.time(), wall_end=None, reason=reason)
-        self.gaps_omitted += len(self.gaps) == self.gaps.maxlen
         self.gaps.append(gap)
         log.warning("%s: stream lost at %.1fs (%s); reconnecting", self.shown, gap.start, reason)
         delay = self.options.backoff_initial

@@ -9,10 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from streampii.events import Event
+
+T = TypeVar("T")
+
+
+class Latest(deque[T]):
+    """The latest ``keep`` items appended (all of them with None), counting in ``omitted`` those
+    pushed out: a camera's manifest lists its latest windows, outages and recordings, and says how
+    many older ones there were, however long it runs."""
+
+    def __init__(self, keep: int | None = None) -> None:
+        super().__init__(maxlen=keep)
+        self.omitted = 0
+
+    def append(self, item: T) -> None:
+        self.omitted += len(self) == self.maxlen
+        super().append(item)
 
 
 class EventLog:

@@ -92,7 +92,7 @@ def test_a_recorders_list_of_files_keeps_the_latest(tmp_path: Path, monkeypatch)
             recorder.write(packet)
     recorder.stop()
     files = sorted(p.name for p in (tmp_path / "rec").iterdir())
-    assert len(files) == 4 and list(recorder.recorded) == files[2:] and recorder.recorded_omitted == 2
+    assert len(files) == 4 and list(recorder.recorded) == files[2:] and recorder.recorded.omitted == 2
 
 
 def test_order_and_half_written_segments(tmp_path: Path, segment_video: Path) -> None:
