@@ -662,14 +662,25 @@ def _run(
     return result
 
 
+# the manifest's error of a run aborted by a second Ctrl-C
+ABORTED = "stopped at once (a second Ctrl-C): the window in flight was not logged, a redacted video not finished"
+
+
 @contextmanager
 def _failed_output(manifest: _Manifest, result: RunResult, *state) -> Iterator[None]:
     """An output that cannot be written (the redacted video, the log, the manifest, the state: a full
     disk...), or any fault of ours, goes up as it came, the manifest first saved with the reason (state
     failed) where the disk still takes it: a manifest left "running" would tell an audit the input is
-    still at work."""
+    still at work. A run aborted (KeyboardInterrupt) is saved as interrupted, with why."""
     try:
         yield
+    except KeyboardInterrupt:  # a second Ctrl-C: no clean end, but no run at work either
+        result.state, result.error = "interrupted", ABORTED
+        try:
+            manifest.save(result, *state, finished=True)
+        except OSError:
+            pass
+        raise
     except Exception as exc:
         if isinstance(exc, InputError):  # OutputError, and any other met mid-run
             reason = exc.reason

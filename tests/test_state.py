@@ -149,6 +149,26 @@ def test_resume_skips_done_windows(tmp_path: Path) -> None:
     assert counts == uninterrupted
 
 
+def test_a_run_aborted_by_a_second_ctrl_c_leaves_a_manifest_that_says_so(tmp_path: Path) -> None:
+    """A manifest left "running" would tell an audit that the input is still at work."""
+    from streampii.pipeline import ABORTED
+
+    video = write_video(tmp_path / "v.mp4", [i / 5 for i in range(150)], draw=brightness_draw())
+
+    class Aborted(BrightnessAnalyzer):
+        def analyze(self, windows):
+            if any(w.index == 3 for w in windows):
+                raise KeyboardInterrupt
+            return super().analyze(windows)
+
+    options = WatchOptions(out=tmp_path / "out", sampler=SamplerOptions(fps=2.0), gate=NO_GATE)
+    with pytest.raises(KeyboardInterrupt):
+        watch(str(video), options, [Aborted()])
+    manifest = json.loads((tmp_path / "out" / "v.manifest.json").read_text())
+    assert (manifest["state"], manifest["error"]) == ("interrupted", ABORTED)
+    assert manifest["finished_at"] is not None and manifest["counts"]["windows_total"] == 3
+
+
 def test_sigkill_at_random_points_gives_the_same_log(tmp_path: Path) -> None:
     """A real run killed with SIGKILL at random moments, restarted each time, ends with the
     byte-identical event log of an uninterrupted run."""
