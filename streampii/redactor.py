@@ -46,7 +46,7 @@ from streampii.source import (
 )
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
-from streampii.writer import X264_PRESETS, VideoWriter, keep_colour, remove_partials
+from streampii.writer import X264_PRESETS, VideoWriter, keep_colour, remove_others, remove_partials
 
 # write faults of the output folder, not of the input: a full disk, a quota, a read-only mount
 _FOLDER_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -657,16 +657,18 @@ class _Output:
             self.writer = None
 
     def close(self, cut: bool = False) -> None:
-        if self.failed:
+        if self.failed or self.path is None:
             return
         with self.report.times.stage("encode"):
             try:
                 if self.options.clips:
                     self._end_clip()
+                    remove_others(self.path, [path for path, _, _ in self.report.clips])
                 elif self.writer is not None:
                     # a video cut short (a stop) gets the audio of its own stretch, not the input's rest
                     self.writer.close(audio_until=self._video_end(self.writer) if cut else None)
                     self.report.path = self.writer.path
+                    remove_others(self.path, [self.writer.path])
             except Exception as exc:
                 raise self._failed(exc) from exc
 

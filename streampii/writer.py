@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import io
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -72,6 +73,18 @@ def remove_partials(path: Path) -> None:
     for pattern in (f"{stem}.mp4.partial", f"{stem}.clip[0-9][0-9][0-9]*.mp4.partial"):
         for stale in path.parent.glob(pattern):
             stale.unlink(missing_ok=True)
+
+
+def remove_others(path: Path, kept: Iterable[Path]) -> None:
+    """Remove the redacted outputs for ``path`` that an earlier run left and this one did not write:
+    its whole video after a run with ``--clips``, or clips after one without, or more of them than
+    this run has. A stale file beside a run's outputs would pass for one of them (with the masks of
+    other settings, or of PII stretches this run's manifest does not list)."""
+    names = {p.name for p in kept}
+    stem = glob.escape(path.name.removesuffix(".mp4"))
+    for old in [path, *path.parent.glob(f"{stem}.clip[0-9][0-9][0-9]*.mp4")]:
+        if old.name not in names:
+            old.unlink(missing_ok=True)
 
 
 class _AacEncoder:

@@ -4,6 +4,7 @@ the timestamps and the audio unchanged. Clips are generated into tmp_path (tests
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from fractions import Fraction
 
 import av
@@ -152,6 +153,22 @@ def test_clips_hold_only_the_stretches_around_pii(tmp_path):
     frames, pts = decode_rgb(path)
     assert pts[0] == 0 and len(frames) == report.frames_written == round((end - start) * 12) + 1
     assert audio_packets(path)  # the stretch keeps its audio
+
+
+def test_a_run_leaves_no_redacted_output_of_an_earlier_run_beside_its_own(tmp_path):
+    """A stale whole video or clip would pass for one of this run's outputs, masked with other settings."""
+    clip = make_clip(tmp_path / "gap.mp4", seconds=3.0, fps=12, plate=False, visible=(1.0, 1.5))
+    out = tmp_path / "gap.redacted.mp4"
+    options = RedactOptions(detect=("face",), padding=0.25, margin=0.25)
+    strangers = [tmp_path / "other.redacted.clip002.mp4", tmp_path / "gap.redacted.clip002.mp4.txt"]
+    for path in [out, tmp_path / "gap.redacted.clip002.mp4", *strangers]:
+        path.write_bytes(b"an earlier run's")
+    report = redact_video(str(clip.path), out, replace(options, clips=True))
+    assert [p.name for p, _, _ in report.clips] == ["gap.redacted.clip001.mp4"]
+    assert sorted(p.name for p in tmp_path.glob("gap.redacted*")) == ["gap.redacted.clip001.mp4"] + [strangers[1].name]
+    redact_video(str(clip.path), out, options)
+    assert sorted(p.name for p in tmp_path.glob("gap.redacted*")) == ["gap.redacted.clip002.mp4.txt", out.name]
+    assert all(p.read_bytes() == b"an earlier run's" for p in strangers)
 
 
 def test_look_ahead_buffer_is_bounded(pii_clip, tmp_path):
