@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import io
+import re
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -81,8 +82,10 @@ def remove_others(path: Path, kept: Iterable[Path]) -> None:
     this run has. A stale file beside a run's outputs would pass for one of them (with the masks of
     other settings, or of PII stretches this run's manifest does not list)."""
     names = {p.name for p in kept}
-    stem = glob.escape(path.name.removesuffix(".mp4"))
-    for old in [path, *path.parent.glob(f"{stem}.clip[0-9][0-9][0-9]*.mp4")]:
+    stem = path.name.removesuffix(".mp4")
+    clip = re.compile(rf"{re.escape(stem)}\.clip[0-9]{{3,}}\.mp4")  # the names _Output gives, no other file
+    clips = [p for p in path.parent.glob(f"{glob.escape(stem)}.clip*.mp4") if clip.fullmatch(p.name)]
+    for old in [path, *clips]:
         if old.name not in names:
             old.unlink(missing_ok=True)
 
