@@ -242,7 +242,7 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=FPS, help="the clip's frame rate")
     parser.add_argument(
         "--bits-per-pixel", type=float, default=BITS_PER_PIXEL,
-        help="the clip's bitrate, in bits a pixel a frame (0: x264's CRF 23, the clip of the notes before 2026-11-27)",
+        help="the clip's bitrate, in bits a pixel a frame (0: x264's CRF 23, the figures before 2026-11-27)",
     )  # fmt: skip
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
