@@ -46,7 +46,7 @@ from streampii.source import (
 )
 from streampii.timing import StageTimes
 from streampii.tracks import Tracker, TrackOptions
-from streampii.writer import X264_PRESETS, VideoWriter, keep_colour, remove_others, remove_partials
+from streampii.writer import X264_PRESETS, VideoWriter, clip_path, keep_colour, remove_others, remove_partials
 
 # write faults of the output folder, not of the input: a full disk, a quota, a read-only mount
 _FOLDER_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -609,8 +609,7 @@ class _Output:
         if self.writer is None:
             path = self.path
             if self.options.clips:
-                name = self.path.name.removesuffix(".mp4")
-                path = self.path.with_name(f"{name}.clip{len(self.report.clips) + 1:03d}.mp4")
+                path = clip_path(self.path, len(self.report.clips) + 1)
             tb = frame.time_base
             # times count from the input's start (its audio's, if that leads): a stream that starts
             # late (MPEG-TS: 1.4 s, a recorder's clock: hours) or early (negative) would otherwise get

@@ -68,12 +68,22 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def clip_path(path: Path, number: int) -> Path:
+    """Where ``--clips`` writes clip ``number`` (from 1) of the video meant for ``path``."""
+    return path.with_name(f"{path.name.removesuffix('.mp4')}.clip{number:03d}.mp4")
+
+
+def _clips(path: Path, suffix: str = "") -> list[Path]:
+    """The files in ``path``'s folder named as ``clip_path`` names clips, with ``suffix``: no other file."""
+    stem = path.name.removesuffix(".mp4")
+    name = re.compile(rf"{re.escape(stem)}\.clip[0-9]{{3,}}\.mp4{re.escape(suffix)}")
+    return [p for p in path.parent.glob(f"{glob.escape(stem)}.clip*.mp4{suffix}") if name.fullmatch(p.name)]
+
+
 def remove_partials(path: Path) -> None:
     """Remove what a killed run left unfinished of ``path`` and of its clips (``--clips``)."""
-    stem = glob.escape(path.name.removesuffix(".mp4"))
-    for pattern in (f"{stem}.mp4.partial", f"{stem}.clip[0-9][0-9][0-9]*.mp4.partial"):
-        for stale in path.parent.glob(pattern):
-            stale.unlink(missing_ok=True)
+    for stale in [partial_path(path), *_clips(path, ".partial")]:
+        stale.unlink(missing_ok=True)
 
 
 def remove_others(path: Path, kept: Iterable[Path]) -> None:
@@ -82,10 +92,7 @@ def remove_others(path: Path, kept: Iterable[Path]) -> None:
     this run has. A stale file beside a run's outputs would pass for one of them (with the masks of
     other settings, or of PII stretches this run's manifest does not list)."""
     names = {p.name for p in kept}
-    stem = path.name.removesuffix(".mp4")
-    clip = re.compile(rf"{re.escape(stem)}\.clip[0-9]{{3,}}\.mp4")  # the names _Output gives, no other file
-    clips = [p for p in path.parent.glob(f"{glob.escape(stem)}.clip*.mp4") if clip.fullmatch(p.name)]
-    for old in [path, *clips]:
+    for old in [path, *_clips(path)]:
         if old.name not in names:
             old.unlink(missing_ok=True)
 
