@@ -674,21 +674,15 @@ def _failed_output(manifest: _Manifest, result: RunResult, *state) -> Iterator[N
     still at work. A run aborted (KeyboardInterrupt) is saved as interrupted, with why."""
     try:
         yield
-    except KeyboardInterrupt:  # a second Ctrl-C: no clean end, but no run at work either
-        result.state, result.error = "interrupted", ABORTED
-        try:
-            manifest.save(result, *state, finished=True)
-        except OSError:
-            pass
-        raise
-    except Exception as exc:
-        if isinstance(exc, InputError):  # OutputError, and any other met mid-run
-            reason = exc.reason
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C: no clean end, but no run at work either
+            result.state, result.error = "interrupted", ABORTED
+        elif isinstance(exc, InputError):  # OutputError, and any other met mid-run
+            result.state, result.error = "failed", exc.reason
         elif isinstance(exc, OSError | sqlite3.Error):
-            reason = _write_failure(exc, manifest.path.parent)
+            result.state, result.error = "failed", _write_failure(exc, manifest.path.parent)
         else:
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-        result.state, result.error = "failed", reason
+            result.state, result.error = "failed", f"internal error: {type(exc).__name__}: {exc}"
         try:
             manifest.save(result, *state, finished=True)
         except OSError:
